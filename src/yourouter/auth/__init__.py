@@ -1,1 +1,1 @@
-
+"""Authentication of client keys and the master key."""

@@ -1,1 +1,1 @@
-
+"""Metering: the usage ledger."""

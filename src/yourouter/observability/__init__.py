@@ -1,1 +1,1 @@
-
+"""Observability: structured request logs."""

@@ -1,1 +1,1 @@
-
+"""The request pipeline: authenticate -> parse -> route -> attempt (failover) -> relay -> meter."""

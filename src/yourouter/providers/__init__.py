@@ -1,1 +1,1 @@
-
+"""Upstream protocols: one module per wire protocol, mapped by `registry`."""

@@ -1,1 +1,1 @@
-
+"""Routing: which deployments may serve a request."""

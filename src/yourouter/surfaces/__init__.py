@@ -1,1 +1,1 @@
-
+"""Inbound HTTP: one module per API family. Thin: parse -> pipeline -> render."""

@@ -1,0 +1,3 @@
+from yourouter.cli import main
+
+main()

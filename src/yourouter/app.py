@@ -1,0 +1,130 @@
+"""The ASGI application: settings -> gateway parts -> mounted surfaces."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from yourouter.asgi import ASGIApp, PathRouter, Receive, Request, Scope, Send, send_bytes, send_json
+from yourouter.auth.keys import KeyStore
+from yourouter.codecs import openai as openai_codec
+from yourouter.config import Settings, load_settings
+from yourouter.ir.errors import ErrorKind, GatewayError
+from yourouter.metering.ledger import UsageLedger
+from yourouter.pipeline.core import Pipeline
+from yourouter.pipeline.upstream import UpstreamPool
+from yourouter.providers.registry import build_provider
+from yourouter.routing.catalog import Catalog
+from yourouter.storage.db import create_engine, migrate
+from yourouter.storage.repositories import KeyRepository, UsageRepository
+from yourouter.surfaces.admin import AdminRoutes
+from yourouter.surfaces.openai import OpenAIRoutes
+
+log = logging.getLogger("yourouter")
+
+DEMO_PREFIX = "/_demo/upstream"
+#: Set by `yourouter serve --workers N` so every worker process gets the already-resolved settings.
+SETTINGS_ENV = "YOUROUTER_SETTINGS_JSON"
+
+
+class Gateway:
+    """The ASGI app. Everything per-request is prepared here once: no config parsing on the request path."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = create_engine(settings.database_url)
+        self.keys = KeyStore(settings.keys, KeyRepository(self.engine), settings.key_cache_ttl_s)
+        self.providers = [build_provider(config) for config in settings.providers]
+        self.catalog = Catalog(self.providers)
+        self.upstream = UpstreamPool(self.providers)
+        self.usage = UsageRepository(self.engine)
+        self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,
+                                  flush_interval_s=settings.usage.flush_interval_s)
+        self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
+                                 max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
+                                 log_requests=settings.log_requests)
+        self.router = PathRouter()
+        self.router.add("GET", "/health", self.health)
+        OpenAIRoutes(self.pipeline, self.catalog).mount(self.router)
+        AdminRoutes(self.keys, settings.master_key).mount(self.router)
+        self._demo_upstream = _demo_upstream() if settings.demo else None
+        self.ready = False
+
+    async def startup(self) -> None:
+        await migrate(self.engine)
+        self.ledger.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        await self.ledger.close()
+        await self.upstream.close()
+        await self.engine.dispose()
+
+    async def health(self, request: Request, send: Send) -> None:
+        status = 200 if self.ready else 503
+        await send_json(send, status, {"status": "ok" if self.ready else "starting",
+                                       "providers": len(self.providers), "models": len(self.catalog.models())})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if self._demo_upstream is not None and scope["path"].startswith(DEMO_PREFIX):
+                scope = {**scope, "path": scope["path"][len(DEMO_PREFIX):] or "/"}
+                await self._demo_upstream(scope, receive, send)
+                return
+            request = Request(scope, receive)
+            handler, params, path_known = self.router.resolve(request.method, request.path)
+            if handler is not None:
+                request.path_params = params
+                await handler(request, send)
+                return
+            await _not_found(send, request, path_known)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _not_found(send: Send, request: Request, path_known: bool) -> None:
+    if path_known:
+        error = GatewayError(405, ErrorKind.INVALID_REQUEST, f"Method {request.method} is not allowed on "
+                             f"{request.path}.", code="method_not_allowed")
+    else:
+        error = GatewayError(404, ErrorKind.NOT_FOUND, f"Unknown path {request.method} {request.path}.",
+                             code="not_found")
+    await send_bytes(send, error.status, openai_codec.error_body(error), [(b"content-type", b"application/json")])
+
+
+def _demo_upstream() -> ASGIApp:
+    from yourouter.simulators.openai import SimulatorSettings
+    from yourouter.simulators.openai import create_app as create_simulator
+
+    return create_simulator(SimulatorSettings(api_key="sk-simulator"))
+
+
+def create_app(settings: Settings | None = None) -> Gateway:
+    return Gateway(settings if settings is not None else load_settings())
+
+
+def app_from_environment() -> Gateway:
+    """Factory for `uvicorn --factory` and multi-worker serving: the config path comes from $YOUROUTER_CONFIG."""
+    inline = os.environ.get(SETTINGS_ENV)
+    if inline:
+        return Gateway(Settings.model_validate_json(inline))
+    return Gateway(load_settings(os.environ.get("YOUROUTER_CONFIG")))

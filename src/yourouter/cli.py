@@ -1,0 +1,225 @@
+"""The `yourouter` command: serve, check-config, keys, simulate."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from yourouter.config import ConfigError, Settings, load_settings, settings_from_mapping
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="YouRouter: a self-hosted LLM API gateway.")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage client keys (stored hashed in the database).")
+app.add_typer(keys_app, name="keys")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (default: $YOUROUTER_CONFIG, "
+                                                   "then ./yourouter.yaml, then environment variables).")]
+DEMO_MODELS = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+
+
+def _settings(path: Path | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _demo_settings(base: Settings | None, host: str, port: int) -> tuple[Settings, str]:
+    demo_key = "sk-yr-demo-" + secrets.token_hex(12)
+    raw: dict[str, Any] = base.model_dump() if base is not None else {}
+    if base is None or not base.database_url or base.database_url == Settings().database_url:
+        raw["database_url"] = "sqlite:///" + str(Path(tempfile.gettempdir()) / "yourouter-demo.db")
+    raw.update(host=host, port=port, demo=True)
+    raw["keys"] = [*raw.get("keys", []), {"key": demo_key, "name": "demo", "models": ["*"]}]
+    raw["providers"] = [*raw.get("providers", []), {
+        "name": "demo-simulator", "vendor": "openai", "type": "openai",
+        "base_url": f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/_demo/upstream/v1",
+        "api_key": "sk-simulator", "models": DEMO_MODELS}]
+    return settings_from_mapping(raw, env={}), demo_key
+
+
+def _uvicorn_options(settings: Settings, log_level: str) -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    return {"host": settings.host, "port": settings.port, "loop": loop, "http": "httptools", "access_log": False,
+            "log_level": log_level.lower(), "timeout_keep_alive": 75, "timeout_graceful_shutdown": 30,
+            "lifespan": "on"}
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default from config: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from config: 8080).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Wire the gateway to a built-in simulator (no keys needed).")]
+    = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Start the gateway."""
+    import uvicorn
+
+    from yourouter.app import Gateway
+    from yourouter.observability.logs import configure_logging
+
+    configure_logging(log_level)
+    settings = _settings(config) if (config or not demo or os.environ.get("YOUROUTER_CONFIG")
+                                     or Path("yourouter.yaml").exists()) else None
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    if settings is not None and overrides:
+        settings = settings.model_copy(update=overrides)
+    demo_key = None
+    if demo:
+        settings, demo_key = _demo_settings(settings, host or (settings.host if settings else "127.0.0.1"),
+                                            port or (settings.port if settings else 8080))
+        if workers:
+            settings = settings.model_copy(update={"workers": workers})
+    assert settings is not None
+    if not settings.providers:
+        err.print("[yellow]warning:[/yellow] no providers configured; set OPENAI_API_KEY, write a config file, "
+                  "or try --demo.", highlight=False)
+    base = f"http://{settings.host}:{settings.port}"
+    err.print(f"YouRouter listening on {base} ({settings.workers} worker(s), "
+              f"{len(settings.providers)} provider(s))", highlight=False)
+    if demo_key:
+        err.print(f"Demo key: {demo_key}\nTry:\n  curl {base}/v1/chat/completions -H 'Authorization: Bearer "
+                  f"{demo_key}' -H 'Content-Type: application/json' -d '{{\"model\": \"gpt-4o-mini\", "
+                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'",
+                  highlight=False, soft_wrap=True)
+    options = _uvicorn_options(settings, "warning" if log_level.lower() == "info" else log_level)
+    if settings.workers > 1:
+        from yourouter.storage.db import create_engine, migrate
+
+        async def migrate_once() -> None:
+            engine = create_engine(settings.database_url)
+            await migrate(engine)
+            await engine.dispose()
+
+        asyncio.run(migrate_once())
+        from yourouter.app import SETTINGS_ENV
+
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("yourouter.app:app_from_environment", factory=True, workers=settings.workers, **options)
+    else:
+        uvicorn.run(Gateway(settings), **options)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate a config file without starting the gateway."""
+    settings = _settings(config)
+    console.print(f"OK: {len(settings.providers)} provider(s), {len(settings.keys)} static key(s), "
+                  f"database {settings.database_url.split('://')[0]}", highlight=False)
+
+
+def _key_store(settings: Settings) -> Any:
+    from yourouter.auth.keys import KeyStore
+    from yourouter.storage.db import create_engine, migrate
+    from yourouter.storage.repositories import KeyRepository
+
+    class _Session:
+        async def __aenter__(self) -> KeyStore:
+            self.engine = create_engine(settings.database_url)
+            await migrate(self.engine)
+            return KeyStore([], KeyRepository(self.engine), 0)
+
+        async def __aexit__(self, *exc: object) -> None:
+            await self.engine.dispose()
+
+    return _Session()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name for the key (shown in logs and usage).")],
+    models: Annotated[str, typer.Option(help="Comma-separated models the key may use ('*' = all).")] = "*",
+    config: ConfigOption = None,
+) -> None:
+    """Create a key; its value is printed once and never stored."""
+    settings = _settings(config)
+
+    async def run() -> Any:
+        async with _key_store(settings) as store:
+            return await store.create(name, [m.strip() for m in models.split(",") if m.strip()])
+
+    created = asyncio.run(run())
+    console.print(f"id:     {created.record.id}\nname:   {created.record.name}\nmodels: "
+                  f"{','.join(created.record.models)}", highlight=False)
+    console.print(f"key:    {created.key}", highlight=False, soft_wrap=True)
+    err.print("Store the key now: it cannot be shown again.")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """List keys (never their values)."""
+    settings = _settings(config)
+
+    async def run() -> Any:
+        async with _key_store(settings) as store:
+            return await store.list()
+
+    table = Table("id", "name", "prefix", "models", "created", "status")
+    for record in asyncio.run(run()):
+        table.add_row(record.id, record.name, record.key_prefix + "…", ",".join(record.models),
+                      record.created_at.strftime("%Y-%m-%d %H:%M"), "revoked" if record.revoked_at else "active")
+    for key in settings.keys:
+        table.add_row("static:" + key.name, key.name, "(config)", ",".join(key.models), "-", "active")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+                config: ConfigOption = None) -> None:
+    """Revoke a key: it stops working at once in this process, within key_cache_ttl_s elsewhere."""
+    settings = _settings(config)
+
+    async def run() -> Any:
+        async with _key_store(settings) as store:
+            return await store.revoke(key_id)
+
+    record = asyncio.run(run())
+    if record is None:
+        err.print(f"[red]error:[/red] no key with id {key_id}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"revoked {record.id} ({record.name})", highlight=False)
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    api_key: Annotated[str | None, typer.Option(help="Require this Bearer key.")] = None,
+    latency_ms: Annotated[float, typer.Option(help="Delay before each response / first SSE event.")] = 0.0,
+    chunk_delay_ms: Annotated[float, typer.Option(help="Delay between SSE events.")] = 0.0,
+    fail_rate: Annotated[float, typer.Option(help="Fraction of requests that fail (0..1).")] = 0.0,
+    fail_status: Annotated[int, typer.Option(help="Status of injected failures.")] = 500,
+) -> None:
+    """Run the OpenAI-compatible upstream simulator."""
+    from yourouter.simulators.openai import SimulatorSettings, run
+
+    err.print(f"OpenAI simulator on http://{host}:{port}/v1", highlight=False)
+    run(SimulatorSettings(api_key=api_key, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms,
+                          fail_rate=fail_rate, fail_status=fail_status), host=host, port=port)
+
+
+def main() -> None:
+    app(prog_name="yourouter")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The settings schema: what a config file may say, validated once at start."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Wire protocols an upstream may speak; later issues add anthropic, google, ark, google-search.
+ProviderType = Literal["openai"]
+
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StaticKey(_Strict):
+    """A client key declared in the config file (kept hashed in memory, never written to the database)."""
+
+    key: str = Field(min_length=8)
+    name: str = Field(min_length=1)
+    models: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class ProviderConfig(_Strict):
+    """One upstream deployment."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    vendor: str = ""
+    type: ProviderType = "openai"
+    base_url: str
+    api_key: str | None = None
+    models: list[str] = Field(min_length=1)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=0, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_vendor(self) -> ProviderConfig:
+        if not self.vendor:
+            object.__setattr__(self, "vendor", self.name)
+        object.__setattr__(self, "vendor", self.vendor.lower())
+        return self
+
+
+class UsageConfig(_Strict):
+    """The usage ledger's batched writer."""
+
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_s: float = Field(default=0.5, gt=0)
+
+
+class Settings(_Strict):
+    """The whole resolved configuration."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    database_url: str = "sqlite:///./yourouter.db"
+    master_key: str | None = None
+    keys: list[StaticKey] = Field(default_factory=list)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    key_cache_ttl_s: float = Field(default=10.0, ge=0)
+    log_requests: bool = True
+    max_attempts: int = Field(default=3, ge=1)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
+    #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).
+    demo: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: set[str] = set()
+        for provider in self.providers:
+            if provider.name in seen:
+                raise ValueError(f"providers: duplicate deployment name {provider.name!r}")
+            seen.add(provider.name)
+        names: set[str] = set()
+        for key in self.keys:
+            if key.key in names:
+                raise ValueError(f"keys: key {key.name!r} is listed twice")
+            names.add(key.key)
+        return self

@@ -1,0 +1,184 @@
+"""The pipeline: the one place that ties authentication, routing, providers, relaying and metering together.
+
+Every API surface calls `Pipeline.handle` with a `Surface` (its credentials reader, error envelope and body
+parser); the pipeline does the rest and writes exactly one usage row and one log line per request.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from yourouter.asgi import BodyTooLarge, Headers, Request, Send, send_bytes
+from yourouter.auth.keys import ClientKey, KeyStore
+from yourouter.codecs import codec
+from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
+from yourouter.metering.ledger import UsageLedger, UsageRecord
+from yourouter.observability.logs import log_request
+from yourouter.pipeline.relay import relay_body, relay_stream
+from yourouter.pipeline.upstream import UpstreamPool
+from yourouter.providers.base import Provider
+from yourouter.routing.catalog import Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a surface asks of the pipeline, once it has parsed the body."""
+
+    endpoint: str  # "chat.completions" | "embeddings"
+    model: str
+    body: bytes  # what an upstream of the client's own dialect receives
+    stream: bool = False
+    strip_usage: bool = False  # the gateway asked the upstream for stream usage the client did not ask for
+
+
+class Surface(Protocol):
+    """What the pipeline needs from an inbound API family."""
+
+    dialect: str
+
+    def credentials(self, request: Request) -> str | None: ...
+
+    def error_body(self, error: GatewayError) -> bytes: ...
+
+    def stream_error_event(self, error: GatewayError) -> bytes: ...
+
+
+Parser = Callable[[bytes], Call]
+
+_RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 429})
+_JSON_TYPES = (b"application/json", b"text/json")
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def _is_json_content_type(value: bytes | None) -> bool:
+    if value is None:
+        return True  # absent: judged by parsing the body
+    main = value.split(b";", 1)[0].strip().lower()
+    return main in _JSON_TYPES or main.endswith(b"+json")
+
+
+class Pipeline:
+    def __init__(self, *, keys: KeyStore, catalog: Catalog, upstream: UpstreamPool, ledger: UsageLedger,
+                 max_body_bytes: int, max_attempts: int, log_requests: bool = True) -> None:
+        self.keys = keys
+        self.catalog = catalog
+        self.upstream = upstream
+        self.ledger = ledger
+        self.max_body_bytes = max_body_bytes
+        self.max_attempts = max_attempts
+        self.log_requests = log_requests
+
+    async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
+        token = surface.credentials(request)
+        if token is None:
+            raise GatewayError(401, ErrorKind.AUTHENTICATION,
+                               "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+                               code="missing_api_key")
+        key = await self.keys.authenticate(token)
+        if key is None:
+            raise GatewayError(401, ErrorKind.AUTHENTICATION, "Incorrect API key provided.",
+                               code="invalid_api_key")
+        return key
+
+    async def handle(self, request: Request, send: Send, surface: Surface, endpoint: str, parse: Parser) -> None:
+        started = time.perf_counter()
+        record = UsageRecord(request_id=new_request_id(), endpoint=endpoint)
+        base_headers: Headers = [(b"x-request-id", record.request_id.encode())]
+        try:
+            key = await self.authenticate(request, surface)
+            record.key_id, record.key_name = key.id, key.name
+            if not _is_json_content_type(request.header(b"content-type")):
+                raise bad_request("Content-Type must be application/json.", code="unsupported_content_type")
+            try:
+                body = await request.body(self.max_body_bytes)
+            except BodyTooLarge:
+                raise GatewayError(413, ErrorKind.PAYLOAD_TOO_LARGE,
+                                   f"The request body is larger than {self.max_body_bytes} bytes.",
+                                   code="request_too_large") from None
+            call = parse(body)
+            record.model = call.model
+            record.streamed = call.stream
+            if not key.allows(call.model):
+                raise GatewayError(401, ErrorKind.PERMISSION,
+                                   f"This API key is not allowed to use the model `{call.model}`.",
+                                   param="model", code="model_not_allowed")
+            vendor = request.header(b"vendor")
+            candidates = self.catalog.candidates(call.model, vendor.decode("latin-1") if vendor else None,
+                                                 call.endpoint)
+            await self._attempt(request, send, surface, call, candidates, record, base_headers, started)
+        except GatewayError as error:
+            record.status, record.outcome, record.error_type = error.status, error.outcome, error.code or error.kind
+            headers = [*base_headers, *self._routing_headers(record), (b"content-type", b"application/json")]
+            if error.retry_after:
+                headers.append((b"retry-after", error.retry_after.encode()))
+            await send_bytes(send, error.status, surface.error_body(error), headers)
+        finally:
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            self.ledger.record(record)
+            if self.log_requests:
+                log_request(record)
+
+    @staticmethod
+    def _routing_headers(record: UsageRecord) -> Headers:
+        if record.deployment is None:
+            return []
+        return [(b"x-yourouter-vendor", (record.vendor or "").encode()),
+                (b"x-yourouter-provider", record.deployment.encode())]
+
+    async def _attempt(self, request: Request, send: Send, surface: Surface, call: Call, candidates: list[Provider],
+                       record: UsageRecord, base_headers: Headers, started: float) -> None:
+        """Try deployments in order until one answers; fail over on connection errors, timeouts, 429 and 5xx."""
+        last_error: GatewayError | None = None
+        for attempt, provider in enumerate(candidates[: self.max_attempts], start=1):
+            record.attempts, record.vendor, record.deployment = attempt, provider.vendor, provider.name
+            if provider.dialect != surface.dialect:
+                raise GatewayError(400, ErrorKind.INVALID_REQUEST,
+                                   f"Deployment {provider.name} speaks {provider.dialect}; translation from "
+                                   f"{surface.dialect} is not available.", code="unsupported_dialect")
+            headers = [*base_headers, *self._routing_headers(record)]
+            try:
+                async with self.upstream.post(provider, call.endpoint, call.body) as response:
+                    if response.status >= 500 or response.status in _RETRYABLE_UPSTREAM:
+                        last_error = await _upstream_failure(provider, response)
+                        continue
+                    provider_codec = codec(provider.dialect)
+                    if call.stream and response.content_type == "text/event-stream":
+                        await relay_stream(request, send, response, headers, record, started,
+                                           provider_codec.stream_tap(call.strip_usage),
+                                           surface.stream_error_event)
+                    else:
+                        await relay_body(send, response, headers, record, started, provider_codec)
+                    return
+            except TimeoutError:
+                last_error = GatewayError(500, ErrorKind.TIMEOUT, f"Upstream {provider.name} timed out.",
+                                          code="upstream_timeout")
+            except aiohttp.ClientError as exc:
+                last_error = GatewayError(500, ErrorKind.UPSTREAM,
+                                          f"Upstream {provider.name} could not be reached ({type(exc).__name__}).",
+                                          code="upstream_unreachable")
+        assert last_error is not None
+        raise last_error
+
+
+async def _upstream_failure(provider: Provider, response: aiohttp.ClientResponse) -> GatewayError:
+    """An upstream error that another deployment might not have, phrased without the upstream's secrets."""
+    await response.read()
+    status = response.status
+    if status == 429:
+        return GatewayError(429, ErrorKind.RATE_LIMIT, f"Upstream {provider.name} is rate limited; retry later.",
+                            code="rate_limit_exceeded", retry_after=response.headers.get("retry-after"))
+    if status in (401, 403):
+        return GatewayError(500, ErrorKind.UPSTREAM,
+                            f"Upstream {provider.name} rejected the gateway's credentials (HTTP {status}).",
+                            code="upstream_auth_failed")
+    return GatewayError(500, ErrorKind.UPSTREAM, f"Upstream {provider.name} failed with HTTP {status}.",
+                        code="upstream_error")

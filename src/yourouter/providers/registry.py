@@ -1,0 +1,17 @@
+"""Provider type name -> adapter class. Adding an upstream protocol adds one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from yourouter.config.schema import ProviderConfig
+from yourouter.providers.base import Provider
+from yourouter.providers.openai import OpenAIProvider
+
+ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
+    "openai": OpenAIProvider,
+}
+
+
+def build_provider(config: ProviderConfig) -> Provider:
+    return ADAPTERS[config.type](config)

@@ -1,0 +1,68 @@
+"""The database schema (SQLAlchemy Core tables). Alembic migrations in `migrations/` create and evolve it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    # sha256 of the full key; the key itself is never stored.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    # The first characters, so a person can tell keys apart in a listing.
+    Column("key_prefix", String(16), nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("metadata", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(40), nullable=True),
+    Column("key_name", String(200), nullable=True),
+    Column("endpoint", String(40), nullable=False),
+    Column("model", String(200), nullable=True),
+    Column("vendor", String(100), nullable=True),
+    Column("deployment", String(100), nullable=True),
+    Column("status", Integer, nullable=False),
+    # ok | client_error | auth_error | upstream_error | rate_limited | cancelled | gateway_error
+    Column("outcome", String(32), nullable=False),
+    Column("error_type", String(64), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    # Priced by the limits/budgets work; 0 until then.
+    Column("cost_usd", Numeric(18, 9), nullable=False, default=0),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttfb_ms", Float, nullable=True),
+    Column("streamed", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("detail", Text, nullable=True),
+    Index("ix_usage_created_at", "created_at"),
+    Index("ix_usage_key_created", "key_id", "created_at"),
+    Index("ix_usage_model_created", "model", "created_at"),
+    Index("ix_usage_request_id", "request_id"),
+)

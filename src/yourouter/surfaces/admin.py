@@ -1,0 +1,84 @@
+"""The admin API under `/admin`, guarded by the master key: key management."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
+from yourouter.auth.credentials import bearer_token, is_master_key
+from yourouter.auth.keys import KeyStore
+from yourouter.codecs import openai as codec
+from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
+from yourouter.storage.repositories import StoredKey
+
+_ADMIN_BODY_LIMIT = 64 * 1024
+
+
+def key_view(record: StoredKey) -> dict[str, Any]:
+    """A key as the admin API and CLI show it: never the key or its hash."""
+    return {"id": record.id, "name": record.name, "key_prefix": record.key_prefix, "models": list(record.models),
+            "created_at": record.created_at.isoformat(),
+            "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+            "status": "revoked" if record.revoked_at else "active"}
+
+
+class AdminRoutes:
+    def __init__(self, keys: KeyStore, master_key: str | None) -> None:
+        self._keys = keys
+        self._master_key = master_key
+
+    def mount(self, router: PathRouter) -> None:
+        router.add("GET", "/admin/keys", self._guarded(self.list_keys))
+        router.add("POST", "/admin/keys", self._guarded(self.create_key))
+        router.add("GET", "/admin/keys/{key_id}", self._guarded(self.get_key))
+        router.add("DELETE", "/admin/keys/{key_id}", self._guarded(self.revoke_key))
+
+    def _guarded(self, handler: Any) -> Any:
+        async def guarded(request: Request, send: Send) -> None:
+            try:
+                if self._master_key is None:
+                    raise GatewayError(401, ErrorKind.AUTHENTICATION,
+                                       "The admin API is disabled: no master_key is configured.",
+                                       code="admin_disabled")
+                if not is_master_key(bearer_token(request), self._master_key):
+                    raise GatewayError(401, ErrorKind.AUTHENTICATION, "The admin API needs the master key.",
+                                       code="invalid_api_key")
+                await handler(request, send)
+            except GatewayError as error:
+                await send_bytes(send, error.status, codec.error_body(error), [(b"content-type", b"application/json")])
+        return guarded
+
+    async def list_keys(self, request: Request, send: Send) -> None:
+        records = await self._keys.list()
+        await send_json(send, 200, {"object": "list", "data": [key_view(r) for r in records]})
+
+    async def create_key(self, request: Request, send: Send) -> None:
+        try:
+            payload = codec.parse_object(await request.body(_ADMIN_BODY_LIMIT))
+        except Exception as exc:
+            if isinstance(exc, GatewayError):
+                raise
+            raise bad_request("The request body is too large.") from None
+        name = payload.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise bad_request("`name` is required and must be a non-empty string.", param="name")
+        models = payload.get("models", ["*"])
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise bad_request("`models` must be an array of model names ('*' = all).", param="models")
+        created = await self._keys.create(name.strip(), models)
+        await send_bytes(send, 201, orjson.dumps({**key_view(created.record), "key": created.key}),
+                         [(b"content-type", b"application/json")])
+
+    async def get_key(self, request: Request, send: Send) -> None:
+        for record in await self._keys.list():
+            if record.id == request.path_params["key_id"]:
+                return await send_json(send, 200, key_view(record))
+        raise GatewayError(404, ErrorKind.NOT_FOUND, "No key with that id.", code="key_not_found")
+
+    async def revoke_key(self, request: Request, send: Send) -> None:
+        record = await self._keys.revoke(request.path_params["key_id"])
+        if record is None:
+            raise GatewayError(404, ErrorKind.NOT_FOUND, "No key with that id.", code="key_not_found")
+        await send_json(send, 200, key_view(record))

@@ -1,0 +1,87 @@
+"""The OpenAI API family: Chat Completions, Embeddings, Models."""
+
+from __future__ import annotations
+
+import time
+
+from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
+from yourouter.auth.credentials import bearer_token
+from yourouter.codecs import openai as codec
+from yourouter.ir.errors import ErrorKind, GatewayError
+from yourouter.pipeline.core import Call, Pipeline, new_request_id
+from yourouter.routing.catalog import Catalog
+
+
+class OpenAISurface:
+    dialect = codec.DIALECT
+
+    @staticmethod
+    def credentials(request: Request) -> str | None:
+        return bearer_token(request)
+
+    @staticmethod
+    def error_body(error: GatewayError) -> bytes:
+        return codec.error_body(error)
+
+    @staticmethod
+    def stream_error_event(error: GatewayError) -> bytes:
+        return codec.stream_error_event(error)
+
+
+SURFACE = OpenAISurface()
+
+
+def parse_chat_call(body: bytes) -> Call:
+    request = codec.parse_chat(body)
+    return Call(endpoint="chat.completions", model=request.model, body=codec.upstream_chat_body(request, body),
+                stream=request.stream, strip_usage=request.stream and not request.include_usage)
+
+
+def parse_embeddings_call(body: bytes) -> Call:
+    request = codec.parse_embeddings(body)
+    return Call(endpoint="embeddings", model=request.model, body=body)
+
+
+class OpenAIRoutes:
+    def __init__(self, pipeline: Pipeline, catalog: Catalog) -> None:
+        self._pipeline = pipeline
+        self._catalog = catalog
+        self._created = int(time.time())
+
+    def mount(self, router: PathRouter) -> None:
+        router.add("POST", "/v1/chat/completions", self.chat_completions)
+        router.add("POST", "/v1/embeddings", self.embeddings)
+        router.add("GET", "/v1/models", self.list_models)
+        router.add("GET", "/v1/models/{model}", self.get_model)
+
+    async def chat_completions(self, request: Request, send: Send) -> None:
+        await self._pipeline.handle(request, send, SURFACE, "chat.completions", parse_chat_call)
+
+    async def embeddings(self, request: Request, send: Send) -> None:
+        await self._pipeline.handle(request, send, SURFACE, "embeddings", parse_embeddings_call)
+
+    def _model(self, model: str, vendors: tuple[str, ...]) -> dict[str, object]:
+        return {"id": model, "object": "model", "created": self._created, "owned_by": vendors[0]}
+
+    async def list_models(self, request: Request, send: Send) -> None:
+        headers = [(b"x-request-id", new_request_id().encode())]
+        try:
+            key = await self._pipeline.authenticate(request, SURFACE)
+        except GatewayError as error:
+            return await send_bytes(send, error.status, codec.error_body(error),
+                                    [*headers, (b"content-type", b"application/json")])
+        data = [self._model(model, vendors) for model, vendors in self._catalog.models() if key.allows(model)]
+        await send_json(send, 200, {"object": "list", "data": data}, headers)
+
+    async def get_model(self, request: Request, send: Send) -> None:
+        headers = [(b"x-request-id", new_request_id().encode()), (b"content-type", b"application/json")]
+        wanted = request.path_params["model"]
+        try:
+            key = await self._pipeline.authenticate(request, SURFACE)
+            for model, vendors in self._catalog.models():
+                if model == wanted and key.allows(model):
+                    return await send_json(send, 200, self._model(model, vendors), headers[:1])
+            raise GatewayError(404, ErrorKind.NOT_FOUND, f"The model `{wanted}` does not exist or you do not "
+                               "have access to it.", param="model", code="model_not_found")
+        except GatewayError as error:
+            await send_bytes(send, error.status, codec.error_body(error), headers)
