@@ -7,13 +7,13 @@ import os
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from yourouter.asgi import ASGIApp, PathRouter, Receive, Request, Scope, Send, send_bytes, send_json
+from yourouter.asgi import ASGIApp, Message, PathRouter, Receive, Request, Scope, Send, send_bytes, send_json
 from yourouter.auth.keys import KeyStore
 from yourouter.codecs import openai as openai_codec
 from yourouter.config import Settings, load_settings
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.metering.ledger import UsageLedger
-from yourouter.pipeline.core import Pipeline
+from yourouter.pipeline.core import Pipeline, new_request_id
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.providers.registry import build_provider
 from yourouter.routing.catalog import Catalog
@@ -47,7 +47,9 @@ class Gateway:
                                  log_requests=settings.log_requests)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
-        OpenAIRoutes(self.pipeline, self.catalog).mount(self.router)
+        openai_routes = OpenAIRoutes(self.pipeline, self.catalog)
+        openai_routes.mount(self.router)
+        self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings}
         AdminRoutes(self.keys, settings.master_key).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False
@@ -76,6 +78,10 @@ class Gateway:
                 return
             request = Request(scope, receive)
             handler, params, path_known = self.router.resolve(request.method, request.path)
+            if handler is not None and handler in self._pipeline_handlers:
+                await handler(request, send)  # the pipeline sets x-request-id itself (and records it)
+                return
+            send = _with_request_id(send)
             if handler is not None:
                 request.path_params = params
                 await handler(request, send)
@@ -99,6 +105,17 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _with_request_id(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if not any(name == b"x-request-id" for name, _ in headers):
+                headers.append((b"x-request-id", new_request_id().encode()))
+            message = {**message, "headers": headers}
+        await send(message)
+    return sending
 
 
 async def _not_found(send: Send, request: Request, path_known: bool) -> None:

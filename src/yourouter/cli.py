@@ -19,8 +19,9 @@ from yourouter.config import ConfigError, Settings, load_settings, settings_from
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="YouRouter: a self-hosted LLM API gateway.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage client keys (stored hashed in the database).")
 app.add_typer(keys_app, name="keys")
-console = Console()
-err = Console(stderr=True)
+# Not a terminal (pipes, scripts): wide enough that tables never wrap ids.
+console = Console(width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (default: $YOUROUTER_CONFIG, "
                                                    "then ./yourouter.yaml, then environment variables).")]

@@ -10,9 +10,9 @@ Faults can be injected three ways:
 - control endpoints (never behind auth): `POST /_sim/faults` queues a fault for the next `count` chat/embeddings
   requests, `GET`/`DELETE /_sim/faults` list/clear the queue, `GET`/`DELETE /_sim/requests` read/clear a log of
   the last 100 requests (method, path, lowercased headers, parsed JSON body or null);
-- directives in the last user message (or in embeddings input text): `[sim:status=429]`, `[sim:retry_after=2]`,
-  `[sim:delay_ms=300]`, `[sim:disconnect]`, `[sim:midstream_disconnect=3]`, `[sim:midstream_error=3]`,
-  `[sim:reply=some text]`, `[sim:tool_calls=2]`.
+- directives in the last message when it is a user message (or in embeddings input text), which pass through a
+  gateway unchanged: `[sim:status=429]`, `[sim:retry_after=2]`, `[sim:delay_ms=300]`, `[sim:disconnect]`,
+  `[sim:midstream_disconnect=3]`, `[sim:midstream_error=3]`, `[sim:reply=some text]`, `[sim:tool_calls=2]`.
 
 Fault kinds: `status` (error envelope for that status, `Retry-After` when `retry_after` is given), `timeout`
 (wait `delay_ms`, default 30 s, then answer normally), `disconnect` (close the connection before any response;
@@ -122,8 +122,8 @@ class Fault:
             raise RequestError("Fault must be a JSON object.")
         if payload.get("kind") not in FAULT_KINDS:
             raise RequestError(f"'kind' must be one of {', '.join(FAULT_KINDS)}.", param="kind", code="invalid_value")
-        numbers = {key: payload[key] for key in ("status", "count", "retry_after", "after_events", "delay_ms")}
-        numbers = {key: value for key, value in numbers.items() if value is not None}
+        fields = ("status", "count", "retry_after", "after_events", "delay_ms")
+        numbers = {key: payload[key] for key in fields if payload.get(key) is not None}
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in numbers.values()):
             raise RequestError("Numeric fault fields must be non-negative numbers.", code="invalid_value")
         status = int(numbers.get("status", 500))

@@ -1,0 +1,52 @@
+"""The machine's real services (PostgreSQL, Redis): skip with a visible reason when unreachable, fail instead when
+`YOUROUTER_TEST_SERVICES=required` (what `.ci/run` sets)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get("YOUROUTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def services_required() -> bool:
+    return os.environ.get("YOUROUTER_TEST_SERVICES", "").lower() == "required"
+
+
+def unavailable(reason: str) -> None:
+    if services_required():
+        pytest.fail(f"{reason} (YOUROUTER_TEST_SERVICES=required)")
+    pytest.skip(reason)
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database on the real server; dropped afterwards. Yields its `postgresql://` URL."""
+    name = "yourouter_test_" + secrets.token_hex(6)
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # unreachable server, refused auth, ...
+        unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} is not usable: {type(exc).__name__}: {exc}")
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        try:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception:
+            pass
