@@ -49,7 +49,7 @@ class Request:
         """One header by lower-case name, without building the header dict."""
         for key, value in self.scope["headers"]:
             if key == name:
-                return value
+                return bytes(value)
         return None
 
     @property

@@ -172,7 +172,7 @@ def keys_list(config: ConfigOption = None) -> None:
 
     async def run() -> Any:
         async with _key_store(settings) as store:
-            return await store.list()
+            return await store.all()
 
     table = Table("id", "name", "prefix", "models", "created", "status")
     for record in asyncio.run(run()):
@@ -223,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

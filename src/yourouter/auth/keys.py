@@ -127,7 +127,7 @@ class KeyStore:
         self._cache.pop(record.key_hash, None)
         return CreatedKey(key=key, record=record)
 
-    async def list(self) -> list[StoredKey]:
+    async def all(self) -> list[StoredKey]:
         return await self._require_repository().all()
 
     async def revoke(self, key_id: str) -> StoredKey | None:

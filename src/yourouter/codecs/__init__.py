@@ -34,4 +34,4 @@ def codec(name: str) -> DialectCodec:
     from yourouter.codecs import openai
 
     modules: dict[str, ModuleType] = {"openai": openai}
-    return modules[name]  # type: ignore[return-value]
+    return modules[name]

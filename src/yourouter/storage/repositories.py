@@ -40,12 +40,13 @@ class KeyRepository:
         self._engine = engine
 
     async def add(self, *, key_id: str, name: str, key_hash: str, key_prefix: str, models: Sequence[str]) -> StoredKey:
+        created_at = utcnow()
         row = {"id": key_id, "name": name, "key_hash": key_hash, "key_prefix": key_prefix,
-               "models": list(models), "created_at": utcnow(), "revoked_at": None}
+               "models": list(models), "created_at": created_at, "revoked_at": None}
         async with self._engine.begin() as conn:
             await conn.execute(insert(api_keys).values(**row))
         return StoredKey(id=key_id, name=name, key_hash=key_hash, key_prefix=key_prefix, models=tuple(models),
-                         created_at=row["created_at"], revoked_at=None)
+                         created_at=created_at, revoked_at=None)
 
     async def by_hash(self, key_hash: str) -> StoredKey | None:
         async with self._engine.connect() as conn:

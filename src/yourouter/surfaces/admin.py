@@ -51,7 +51,7 @@ class AdminRoutes:
         return guarded
 
     async def list_keys(self, request: Request, send: Send) -> None:
-        records = await self._keys.list()
+        records = await self._keys.all()
         await send_json(send, 200, {"object": "list", "data": [key_view(r) for r in records]})
 
     async def create_key(self, request: Request, send: Send) -> None:
@@ -72,7 +72,7 @@ class AdminRoutes:
                          [(b"content-type", b"application/json")])
 
     async def get_key(self, request: Request, send: Send) -> None:
-        for record in await self._keys.list():
+        for record in await self._keys.all():
             if record.id == request.path_params["key_id"]:
                 return await send_json(send, 200, key_view(record))
         raise GatewayError(404, ErrorKind.NOT_FOUND, "No key with that id.", code="key_not_found")

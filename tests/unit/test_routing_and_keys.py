@@ -1,0 +1,74 @@
+"""The catalog's candidate selection and the key store's cache (pure, with an in-memory repository)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from yourouter.auth.keys import ClientKey, KeyStore, hash_key
+from yourouter.config import StaticKey, settings_from_mapping
+from yourouter.ir.errors import GatewayError
+from yourouter.providers.registry import build_provider
+from yourouter.routing.catalog import Catalog
+from yourouter.storage.repositories import StoredKey
+
+
+def _catalog() -> Catalog:
+    settings = settings_from_mapping({"providers": [
+        {"name": "a", "vendor": "openai", "base_url": "http://a/v1", "models": ["m1", "m2"]},
+        {"name": "b", "vendor": "azure", "base_url": "http://b/v1", "models": ["m1"]},
+        {"name": "c", "vendor": "azure", "base_url": "http://c/v1", "models": ["m1"]},
+    ]}, env={})
+    return Catalog(build_provider(p) for p in settings.providers)
+
+
+def test_candidates_in_config_order_and_vendor_pinning() -> None:
+    catalog = _catalog()
+    assert [p.name for p in catalog.candidates("m1", None, "chat.completions")] == ["a", "b", "c"]
+    assert [p.name for p in catalog.candidates("m1", "AUTO", "chat.completions")] == ["a", "b", "c"]
+    assert [p.name for p in catalog.candidates("m1", "Azure", "chat.completions")] == ["b", "c"]
+    assert catalog.models() == [("m1", ("openai", "azure")), ("m2", ("openai",))]
+
+
+@pytest.mark.parametrize(("model", "vendor", "code"), [
+    ("nope", None, "model_not_found"), ("m1", "aws", "unknown_vendor"), ("m2", "azure", "vendor_mismatch")])
+def test_candidates_errors(model: str, vendor: str | None, code: str) -> None:
+    with pytest.raises(GatewayError) as caught:
+        _catalog().candidates(model, vendor, "chat.completions")
+    assert caught.value.status == 400 and caught.value.code == code
+
+
+def test_key_model_patterns() -> None:
+    key = ClientKey(id="k", name="n", models=("gpt-4o*", "text-embedding-3-small"), source="static")
+    assert key.allows("gpt-4o") and key.allows("gpt-4o-mini") and key.allows("text-embedding-3-small")
+    assert not key.allows("o3") and ClientKey("k", "n", ("*",), "static").allows("anything")
+
+
+class MemoryKeys:
+    def __init__(self) -> None:
+        self.rows: dict[str, StoredKey] = {}
+        self.reads = 0
+
+    async def by_hash(self, key_hash: str) -> StoredKey | None:
+        self.reads += 1
+        await asyncio.sleep(0.01)
+        return self.rows.get(key_hash)
+
+
+def test_key_store_caches_and_coalesces_reads() -> None:
+    repo = MemoryKeys()
+    digest = hash_key("sk-db-key")
+    repo.rows[digest] = StoredKey("key_1", "db", digest, "sk-db", ("*",), dt.datetime.now(dt.UTC), None)
+    store = KeyStore([StaticKey(key="sk-static-1", name="s")], repo, ttl_s=60)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        found = await asyncio.gather(*(store.authenticate("sk-db-key") for _ in range(20)))
+        assert {k.id for k in found if k} == {"key_1"} and repo.reads == 1
+        assert (await store.authenticate("sk-db-key")).name == "db" and repo.reads == 1
+        assert (await store.authenticate("sk-static-1")).source == "static" and repo.reads == 1
+        assert await store.authenticate("sk-unknown") is None
+        assert await store.authenticate("sk-unknown") is None and repo.reads == 2  # negative cache
+
+    asyncio.run(run())
