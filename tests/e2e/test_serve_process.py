@@ -127,3 +127,25 @@ def test_check_config_ok(tmp_path: Path) -> None:
                                                               "api_key": "${YR_TEST_KEY}", "models": ["gpt-4o"]}]})
     result = yourouter("check-config", "--config", str(path), env={"YR_TEST_KEY": "sk-x"})
     assert result.returncode == 0 and "1 provider(s)" in result.stdout
+
+
+def test_simulate_command_serves_the_official_sdk() -> None:
+    port = closed_port()
+    process = subprocess.Popen([sys.executable, "-m", "yourouter", "simulate", "--port", str(port),
+                                "--api-key", "sk-sim"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-sim", max_retries=0)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                models = [m.id for m in client.models.list()]
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "simulator never became ready"
+                time.sleep(0.1)
+        assert "gpt-4o" in models
+        reply = client.chat.completions.create(model="gpt-4o", messages=USER)
+        assert reply.choices[0].message.content.startswith("Hello from the simulator")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
