@@ -14,6 +14,7 @@ from yourouter.config import Settings, load_settings
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.metering.ledger import UsageLedger
 from yourouter.pipeline.core import Pipeline, new_request_id
+from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.providers.registry import build_provider
 from yourouter.routing.catalog import Catalog
@@ -42,9 +43,10 @@ class Gateway:
         self.usage = UsageRepository(self.engine)
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,
                                   flush_interval_s=settings.usage.flush_interval_s)
+        self.images = InlineImages(settings.media)
         self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
                                  max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
-                                 log_requests=settings.log_requests)
+                                 images=self.images, log_requests=settings.log_requests)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
         openai_routes = OpenAIRoutes(self.pipeline, self.catalog)
@@ -63,6 +65,7 @@ class Gateway:
         self.ready = False
         await self.ledger.close()
         await self.upstream.close()
+        await self.images.close()
         await self.engine.dispose()
 
     async def health(self, request: Request, send: Send) -> None:

@@ -1,21 +1,41 @@
-"""Wire dialects: one pure module per dialect (no I/O), plus `sse`, the only SSE framer.
+"""Wire dialects: one package per dialect (pure, no I/O), plus `sse`, the only SSE framer.
 
-`DialectCodec` is what the pipeline needs of a dialect; `codec(name)` finds one.
+`DialectCodec` is what the pipeline needs of a dialect; `codec(name)` finds one. A new dialect adds its package
+and one line to `_MODULES`.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Protocol
+import importlib
+from functools import cache
+from typing import Any, Protocol
 
+from yourouter.ir.chat import ChatRequest, ChatResponse, StreamEvent
 from yourouter.ir.errors import GatewayError
 from yourouter.ir.usage import Usage
 
+_MODULES = {"openai": "yourouter.codecs.openai", "anthropic": "yourouter.codecs.anthropic",
+            "gemini": "yourouter.codecs.gemini"}
+
 
 class StreamTap(Protocol):
+    """Watches a passthrough stream for usage; may rewrite or drop events."""
+
     usage: Usage | None
 
     def event(self, raw: bytes) -> bytes | None: ...
+
+
+class StreamDecoder(Protocol):
+    def feed(self, event: bytes) -> list[StreamEvent]: ...
+
+    def close(self) -> list[StreamEvent]: ...
+
+
+class StreamEncoder(Protocol):
+    def encode(self, event: StreamEvent) -> bytes: ...
+
+    def close(self) -> bytes: ...
 
 
 class DialectCodec(Protocol):
@@ -29,9 +49,20 @@ class DialectCodec(Protocol):
 
     def stream_tap(self, strip_usage: bool) -> StreamTap: ...
 
+    def upstream_error_message(self, body: bytes) -> str | None: ...
 
+    def encode_request(self, request: ChatRequest, model: str) -> dict[str, Any]: ...
+
+    def decode_response(self, payload: dict[str, Any]) -> ChatResponse: ...
+
+    def encode_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]: ...
+
+    def stream_decoder(self) -> StreamDecoder: ...
+
+    def stream_encoder(self, request: ChatRequest) -> StreamEncoder: ...
+
+
+@cache
 def codec(name: str) -> DialectCodec:
-    from yourouter.codecs import openai
-
-    modules: dict[str, ModuleType] = {"openai": openai}
-    return modules[name]
+    module: Any = importlib.import_module(_MODULES[name])
+    return module  # type: ignore[no-any-return]

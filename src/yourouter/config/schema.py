@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-#: Wire protocols an upstream may speak; later issues add anthropic, google, ark, google-search.
-ProviderType = Literal["openai"]
+#: Wire protocols an upstream may speak (later: ark, google-search).
+ProviderType = Literal["openai", "anthropic", "google"]
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -33,6 +33,8 @@ class ProviderConfig(_Strict):
     base_url: str
     api_key: str | None = None
     models: list[str] = Field(min_length=1)
+    #: Anthropic needs `max_tokens`; used when the client gave none (default: per model family).
+    default_max_tokens: int | None = Field(default=None, ge=1)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     read_timeout_s: float = Field(default=600.0, gt=0)
     max_connections: int = Field(default=0, ge=0)
@@ -59,6 +61,14 @@ class UsageConfig(_Strict):
     flush_interval_s: float = Field(default=0.5, gt=0)
 
 
+class MediaConfig(_Strict):
+    """Fetching images by URL for providers that need inline bytes (Gemini)."""
+
+    allow_private_networks: bool = False  # SSRF guard: loopback, private and link-local addresses are refused
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+
+
 class Settings(_Strict):
     """The whole resolved configuration."""
 
@@ -74,6 +84,7 @@ class Settings(_Strict):
     log_requests: bool = True
     max_attempts: int = Field(default=3, ge=1)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
     #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).
     demo: bool = False
 

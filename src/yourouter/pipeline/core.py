@@ -1,40 +1,63 @@
 """The pipeline: the one place that ties authentication, routing, providers, relaying and metering together.
 
-Every API surface calls `Pipeline.handle` with a `Surface` (its credentials reader, error envelope and body
-parser); the pipeline does the rest and writes exactly one usage row and one log line per request.
+Every API surface calls `Pipeline.handle` with a `Surface` (its credentials reader, error envelope, codec) and a
+parser that turns the body into a `Call`; the pipeline does the rest and writes exactly one usage row and one log
+line per request. When the chosen deployment speaks the client's dialect the body passes through untouched;
+otherwise the request is decoded to the IR once and encoded for the deployment, and the answer comes back the same
+way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiohttp
+import orjson
 
 from yourouter.asgi import BodyTooLarge, Headers, Request, Send, send_bytes
 from yourouter.auth.keys import ClientKey, KeyStore
-from yourouter.codecs import codec
+from yourouter.codecs import DialectCodec, StreamEncoder, codec
+from yourouter.codecs.common import check_translatable
+from yourouter.ir.chat import ChatRequest
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
 from yourouter.metering.ledger import UsageLedger, UsageRecord
 from yourouter.observability.logs import log_request
-from yourouter.pipeline.relay import relay_body, relay_stream
+from yourouter.pipeline.media import InlineImages
+from yourouter.pipeline.relay import relay_body, relay_stream, relay_translated_body, relay_translated_stream
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.providers.base import Provider
 from yourouter.routing.catalog import Catalog
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     """What a surface asks of the pipeline, once it has parsed the body."""
 
-    endpoint: str  # "chat.completions" | "embeddings"
+    endpoint: str  # what the client called, as the ledger records it ("chat.completions", "messages", ...)
+    operation: str  # what providers are asked for: "chat" | "embeddings" | "count_tokens"
     model: str
     body: bytes  # what an upstream of the client's own dialect receives
     stream: bool = False
     strip_usage: bool = False  # the gateway asked the upstream for stream usage the client did not ask for
+    #: Headers of the client's that a same-dialect upstream should see (e.g. `anthropic-beta`).
+    passthrough_headers: dict[str, str] = field(default_factory=dict)
+    #: Decodes the client's body into the IR; called at most once, only when translating.
+    decode: Callable[[], ChatRequest] | None = None
+    #: Re-frames a same-dialect stream for the client (e.g. Gemini SSE -> JSON array); None = as is.
+    stream_framing: Callable[[], Any] | None = None
+    _ir: ChatRequest | None = None
+
+    def ir(self) -> ChatRequest:
+        if self._ir is None:
+            if self.decode is None:
+                raise bad_request(f"{self.endpoint} cannot be translated to another provider's format.")
+            self._ir = self.decode()
+        return self._ir
 
 
 class Surface(Protocol):
@@ -48,11 +71,15 @@ class Surface(Protocol):
 
     def stream_error_event(self, error: GatewayError) -> bytes: ...
 
+    def stream_encoder(self, request: ChatRequest) -> StreamEncoder: ...
 
-Parser = Callable[[bytes], Call]
+
+Parser = Callable[[bytes, Request], Call]
 
 _RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 429})
 _JSON_TYPES = (b"application/json", b"text/json")
+_STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 404: ErrorKind.NOT_FOUND, 413: ErrorKind.PAYLOAD_TOO_LARGE,
+                 422: ErrorKind.INVALID_REQUEST}
 
 
 def new_request_id() -> str:
@@ -68,13 +95,14 @@ def _is_json_content_type(value: bytes | None) -> bool:
 
 class Pipeline:
     def __init__(self, *, keys: KeyStore, catalog: Catalog, upstream: UpstreamPool, ledger: UsageLedger,
-                 max_body_bytes: int, max_attempts: int, log_requests: bool = True) -> None:
+                 max_body_bytes: int, max_attempts: int, images: InlineImages, log_requests: bool = True) -> None:
         self.keys = keys
         self.catalog = catalog
         self.upstream = upstream
         self.ledger = ledger
         self.max_body_bytes = max_body_bytes
         self.max_attempts = max_attempts
+        self.images = images
         self.log_requests = log_requests
 
     async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
@@ -89,6 +117,16 @@ class Pipeline:
                                code="invalid_api_key")
         return key
 
+    async def read_body(self, request: Request) -> bytes:
+        if not _is_json_content_type(request.header(b"content-type")):
+            raise bad_request("Content-Type must be application/json.", code="unsupported_content_type")
+        try:
+            return await request.body(self.max_body_bytes)
+        except BodyTooLarge:
+            raise GatewayError(413, ErrorKind.PAYLOAD_TOO_LARGE,
+                               f"The request body is larger than {self.max_body_bytes} bytes.",
+                               code="request_too_large") from None
+
     async def handle(self, request: Request, send: Send, surface: Surface, endpoint: str, parse: Parser) -> None:
         started = time.perf_counter()
         record = UsageRecord(request_id=new_request_id(), endpoint=endpoint)
@@ -96,24 +134,15 @@ class Pipeline:
         try:
             key = await self.authenticate(request, surface)
             record.key_id, record.key_name = key.id, key.name
-            if not _is_json_content_type(request.header(b"content-type")):
-                raise bad_request("Content-Type must be application/json.", code="unsupported_content_type")
-            try:
-                body = await request.body(self.max_body_bytes)
-            except BodyTooLarge:
-                raise GatewayError(413, ErrorKind.PAYLOAD_TOO_LARGE,
-                                   f"The request body is larger than {self.max_body_bytes} bytes.",
-                                   code="request_too_large") from None
-            call = parse(body)
-            record.model = call.model
-            record.streamed = call.stream
+            call = parse(await self.read_body(request), request)
+            record.model, record.streamed, record.endpoint = call.model, call.stream, call.endpoint
             if not key.allows(call.model):
                 raise GatewayError(401, ErrorKind.PERMISSION,
                                    f"This API key is not allowed to use the model `{call.model}`.",
                                    param="model", code="model_not_allowed")
             vendor = request.header(b"vendor")
             candidates = self.catalog.candidates(call.model, vendor.decode("latin-1") if vendor else None,
-                                                 call.endpoint)
+                                                 call.operation)
             await self._attempt(request, send, surface, call, candidates, record, base_headers, started)
         except GatewayError as error:
             record.status, record.outcome, record.error_type = error.status, error.outcome, error.code or error.kind
@@ -134,29 +163,48 @@ class Pipeline:
         return [(b"x-yourouter-vendor", (record.vendor or "").encode()),
                 (b"x-yourouter-provider", record.deployment.encode())]
 
+    async def _upstream_body(self, call: Call, provider: Provider, provider_codec: DialectCodec) -> bytes:
+        request = call.ir()
+        check_translatable(request, provider.vendor)
+        if request.max_tokens is None and provider.config.default_max_tokens:
+            request = dataclasses.replace(request, max_tokens=provider.config.default_max_tokens)
+        if getattr(provider_codec, "needs_inline", None) is not None:
+            request = await self.images.inline(request, provider_codec.needs_inline)  # type: ignore[attr-defined]
+        return orjson.dumps(provider_codec.encode_request(request, call.model))
+
     async def _attempt(self, request: Request, send: Send, surface: Surface, call: Call, candidates: list[Provider],
                        record: UsageRecord, base_headers: Headers, started: float) -> None:
         """Try deployments in order until one answers; fail over on connection errors, timeouts, 429 and 5xx."""
         last_error: GatewayError | None = None
         for attempt, provider in enumerate(candidates[: self.max_attempts], start=1):
             record.attempts, record.vendor, record.deployment = attempt, provider.vendor, provider.name
-            if provider.dialect != surface.dialect:
-                raise GatewayError(400, ErrorKind.INVALID_REQUEST,
-                                   f"Deployment {provider.name} speaks {provider.dialect}; translation from "
-                                   f"{surface.dialect} is not available.", code="unsupported_dialect")
+            provider_codec = codec(provider.dialect)
+            same = provider.dialect == surface.dialect
+            body = call.body if same else await self._upstream_body(call, provider, provider_codec)
+            url = provider.url(call.operation, call.model, call.stream)
             headers = [*base_headers, *self._routing_headers(record)]
             try:
-                async with self.upstream.post(provider, call.endpoint, call.body) as response:
+                async with self.upstream.post(provider, url, body, call.passthrough_headers if same else None
+                                              ) as response:
                     if response.status >= 500 or response.status in _RETRYABLE_UPSTREAM:
                         last_error = await _upstream_failure(provider, response)
                         continue
-                    provider_codec = codec(provider.dialect)
-                    if call.stream and response.content_type == "text/event-stream":
+                    streaming = call.stream and response.content_type == "text/event-stream"
+                    if same and streaming:
                         await relay_stream(request, send, response, headers, record, started,
-                                           provider_codec.stream_tap(call.strip_usage),
-                                           surface.stream_error_event)
-                    else:
+                                           provider_codec.stream_tap(call.strip_usage), surface.stream_error_event,
+                                           call.stream_framing() if call.stream_framing else None)
+                    elif same:
                         await relay_body(send, response, headers, record, started, provider_codec)
+                    elif response.status >= 400:
+                        raise await _translated_client_error(provider_codec, response)
+                    elif streaming:
+                        await relay_translated_stream(request, send, response, headers, record, started,
+                                                      provider_codec.stream_decoder(),
+                                                      surface.stream_encoder(call.ir()))
+                    else:
+                        await relay_translated_body(send, response, headers, record, started, provider_codec,
+                                                    codec(surface.dialect), call.ir())
                     return
             except TimeoutError:
                 last_error = GatewayError(500, ErrorKind.TIMEOUT, f"Upstream {provider.name} timed out.",
@@ -182,3 +230,13 @@ async def _upstream_failure(provider: Provider, response: aiohttp.ClientResponse
                             code="upstream_auth_failed")
     return GatewayError(500, ErrorKind.UPSTREAM, f"Upstream {provider.name} failed with HTTP {status}.",
                         code="upstream_error")
+
+
+async def _translated_client_error(provider_codec: DialectCodec, response: aiohttp.ClientResponse) -> GatewayError:
+    """A 4xx the request caused, from an upstream of another dialect: its message, in the client's envelope."""
+    body = await response.read()
+    message = (provider_codec.upstream_error_message(body)
+               or f"The upstream rejected the request (HTTP {response.status}).")
+    kind = _STATUS_KINDS.get(response.status, ErrorKind.INVALID_REQUEST)
+    status = response.status if response.status in _STATUS_KINDS else 400
+    return GatewayError(status, kind, message, code=f"upstream_{response.status}")

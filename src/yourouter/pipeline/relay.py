@@ -1,26 +1,30 @@
-"""Relaying an upstream response to the client: whole bodies, and SSE streams event by event as they arrive."""
+"""Relaying an upstream response to the client: whole bodies, and SSE streams event by event as they arrive,
+either untouched (same dialect) or translated through the IR."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import orjson
 
 from yourouter.asgi import Headers, Receive, Request, Send, send_bytes
 from yourouter.codecs.sse import SseSplitter
+from yourouter.ir.chat import ChatRequest, StreamError, UsageUpdate
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.ir.usage import Usage
 from yourouter.metering.ledger import UsageRecord
 
 if TYPE_CHECKING:
-    from yourouter.codecs import DialectCodec, StreamTap
+    from yourouter.codecs import DialectCodec, StreamDecoder, StreamEncoder, StreamTap
 
 _SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                          (b"x-accel-buffering", b"no")]
+_JSON: Headers = [(b"content-type", b"application/json")]
 
 
 def _apply_usage(record: UsageRecord, usage: Usage | None) -> None:
@@ -43,6 +47,25 @@ async def relay_body(send: Send, response: aiohttp.ClientResponse, headers: Head
     await send_bytes(send, status, body, [*headers, (b"content-type", content_type)])
 
 
+async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, headers: Headers,
+                                record: UsageRecord, started: float, provider_codec: DialectCodec,
+                                client_codec: DialectCodec, request: ChatRequest) -> None:
+    body = await response.read()
+    record.ttfb_ms = (time.perf_counter() - started) * 1000
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise GatewayError(500, ErrorKind.UPSTREAM, f"Upstream {record.deployment} sent an unreadable response.",
+                           code="upstream_bad_response") from None
+    if not isinstance(payload, dict):
+        raise GatewayError(500, ErrorKind.UPSTREAM, f"Upstream {record.deployment} sent an unexpected response.",
+                           code="upstream_bad_response")
+    answer = provider_codec.decode_response(payload)
+    _apply_usage(record, answer.usage)
+    record.status = 200
+    await send_bytes(send, 200, orjson.dumps(client_codec.encode_response(answer, request)), [*headers, *_JSON])
+
+
 async def _disconnected(receive: Receive) -> bool:
     while True:
         message = await receive()
@@ -50,49 +73,112 @@ async def _disconnected(receive: Receive) -> bool:
             return True
 
 
+async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started: float) -> AsyncIterator[bytes]:
+    """Complete SSE events of the upstream body, as they arrive."""
+    splitter = SseSplitter()
+    async for chunk in response.content.iter_any():
+        if record.ttfb_ms is None:
+            record.ttfb_ms = (time.perf_counter() - started) * 1000
+        for event in splitter.feed(chunk):
+            yield event
+    rest = splitter.close()
+    if rest.strip():
+        yield rest + b"\n\n"
+
+
+class _StreamGuard:
+    """Runs a stream relay so that a client disconnect cancels it (and with it the upstream read), and an upstream
+    failure mid-stream ends the client's stream with its dialect's error event."""
+
+    def __init__(self, request: Request, record: UsageRecord, error_event: Callable[[GatewayError], bytes],
+                 send: Send) -> None:
+        self._request, self._record, self._error_event, self._send = request, record, error_event, send
+
+    async def run(self, relay: Callable[[], Any]) -> None:
+        relay_task = asyncio.current_task()
+        watcher = asyncio.get_running_loop().create_task(_disconnected(self._request.receive))
+
+        def on_disconnect(task: asyncio.Task[bool]) -> None:
+            if not task.cancelled() and task.exception() is None and relay_task is not None:
+                relay_task.cancel()
+
+        watcher.add_done_callback(on_disconnect)
+        try:
+            await relay()
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled():
+                raise
+            if relay_task is not None:
+                relay_task.uncancel()
+            self._record.outcome, self._record.error_type = "cancelled", "client_disconnected"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = GatewayError(500, ErrorKind.UPSTREAM,
+                                 f"Upstream {self._record.deployment} failed mid-stream ({type(exc).__name__}).",
+                                 code="upstream_stream_error")
+            self._record.outcome, self._record.error_type = "upstream_error", error.code
+            await self._send({"type": "http.response.body", "body": self._error_event(error), "more_body": False})
+        finally:
+            watcher.remove_done_callback(on_disconnect)
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
 async def relay_stream(request: Request, send: Send, response: aiohttp.ClientResponse, headers: Headers,
                        record: UsageRecord, started: float, tap: StreamTap,
-                       error_event: Callable[[GatewayError], bytes]) -> None:
-    """Forward complete SSE events as soon as they arrive. A client disconnect cancels the upstream read."""
-    await send({"type": "http.response.start", "status": response.status, "headers": [*headers, *_SSE_HEADERS]})
+                       error_event: Callable[[GatewayError], bytes], framing: Any = None) -> None:
+    """Same dialect: forward complete SSE events as soon as they arrive (the tap may drop the usage chunk)."""
+    content_type = _SSE_HEADERS if framing is None else framing.headers
+    await send({"type": "http.response.start", "status": response.status, "headers": [*headers, *content_type]})
     record.status = response.status
-    relay_task = asyncio.current_task()
-    watcher = asyncio.get_running_loop().create_task(_disconnected(request.receive))
 
-    def on_disconnect(task: asyncio.Task[bool]) -> None:
-        if not task.cancelled() and task.exception() is None and relay_task is not None:
-            relay_task.cancel()
-
-    watcher.add_done_callback(on_disconnect)
-    splitter = SseSplitter()
-    try:
-        async for chunk in response.content.iter_any():
-            if record.ttfb_ms is None:
-                record.ttfb_ms = (time.perf_counter() - started) * 1000
-            out = [forwarded for event in splitter.feed(chunk) if (forwarded := tap.event(event)) is not None]
-            if out:
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-        rest = splitter.close()
-        if rest.strip():
-            forwarded = tap.event(rest + b"\n\n")
+    async def relay() -> None:
+        async for event in _events(response, record, started):
+            forwarded = tap.event(event)
             if forwarded is not None:
+                if framing is not None:
+                    forwarded = framing.frame(forwarded)
                 await send({"type": "http.response.body", "body": forwarded, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except asyncio.CancelledError:
-        if not watcher.done() or watcher.cancelled():
-            raise
-        if relay_task is not None:
-            relay_task.uncancel()
-        record.outcome, record.error_type = "cancelled", "client_disconnected"
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        error = GatewayError(500, ErrorKind.UPSTREAM,
-                             f"Upstream {record.deployment} failed mid-stream ({type(exc).__name__}).",
-                             code="upstream_stream_error")
-        record.outcome, record.error_type = "upstream_error", error.code
-        await send({"type": "http.response.body", "body": error_event(error), "more_body": False})
+        tail = framing.close() if framing is not None else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    try:
+        await _StreamGuard(request, record, error_event, send).run(relay)
     finally:
-        watcher.remove_done_callback(on_disconnect)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
         _apply_usage(record, tap.usage)
+
+
+async def relay_translated_stream(request: Request, send: Send, response: aiohttp.ClientResponse, headers: Headers,
+                                  record: UsageRecord, started: float, decoder: StreamDecoder,
+                                  encoder: StreamEncoder) -> None:
+    """Another dialect: each upstream event becomes the client's events as it arrives."""
+    content_type = getattr(encoder, "headers", _SSE_HEADERS)
+    await send({"type": "http.response.start", "status": 200, "headers": [*headers, *content_type]})
+    record.status = 200
+    usage: list[Usage] = []
+
+    def encode(events: list[Any]) -> bytes:
+        out = []
+        for event in events:
+            if isinstance(event, UsageUpdate):
+                usage.append(event.usage)
+            elif isinstance(event, StreamError):
+                record.outcome, record.error_type = "upstream_error", "upstream_stream_error"
+            out.append(encoder.encode(event))
+        return b"".join(out)
+
+    async def relay() -> None:
+        async for event in _events(response, record, started):
+            data = encode(decoder.feed(event))
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        tail = encode(decoder.close()) + encoder.close()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def error_event(error: GatewayError) -> bytes:
+        return encoder.encode(StreamError(error.status, error.message)) + encoder.close()
+
+    try:
+        await _StreamGuard(request, record, error_event, send).run(relay)
+    finally:
+        _apply_usage(record, usage[-1] if usage else None)

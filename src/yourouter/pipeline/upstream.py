@@ -32,8 +32,10 @@ class UpstreamPool:
             self._sessions[provider.name] = session
         return session
 
-    def post(self, provider: Provider, endpoint: str, body: bytes) -> aiohttp.client._RequestContextManager:
-        return self.session(provider).post(provider.url(endpoint), data=body, headers=provider.headers())
+    def post(self, provider: Provider, url: str, body: bytes, extra_headers: dict[str, str] | None = None
+             ) -> aiohttp.client._RequestContextManager:
+        headers = provider.headers() if not extra_headers else {**provider.headers(), **extra_headers}
+        return self.session(provider).post(url, data=body, headers=headers)
 
     async def close(self) -> None:
         for session in self._sessions.values():

@@ -6,12 +6,17 @@ from typing import Protocol
 
 from yourouter.config.schema import ProviderConfig
 
+#: Operations the pipeline asks providers for (dialect-neutral).
+CHAT = "chat"
+EMBEDDINGS = "embeddings"
+COUNT_TOKENS = "count_tokens"
+
 
 class Provider(Protocol):
     """One configured upstream deployment.
 
-    `dialect` names the wire format its bodies use (a codec name); when it equals the client's dialect the
-    pipeline forwards bodies untouched.
+    `dialect` names the codec of its wire format; when it equals the client's dialect the pipeline forwards bodies
+    untouched.
     """
 
     config: ProviderConfig
@@ -23,12 +28,12 @@ class Provider(Protocol):
     @property
     def vendor(self) -> str: ...
 
-    def url(self, endpoint: str) -> str:
-        """The upstream URL for a gateway endpoint name (`chat.completions`, `embeddings`)."""
+    def url(self, operation: str, model: str, stream: bool) -> str:
+        """The upstream URL for an operation (`chat`, `embeddings`, `count_tokens`)."""
         ...
 
     def headers(self) -> dict[str, str]:
         """Request headers carrying the upstream's credentials (never the client's)."""
         ...
 
-    def supports(self, endpoint: str) -> bool: ...
+    def supports(self, operation: str) -> bool: ...

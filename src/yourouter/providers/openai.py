@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from yourouter.config.schema import ProviderConfig
+from yourouter.providers.base import CHAT, EMBEDDINGS
 
-_PATHS = {"chat.completions": "/chat/completions", "embeddings": "/embeddings", "models": "/models"}
+_PATHS = {CHAT: "/chat/completions", EMBEDDINGS: "/embeddings"}
 
 
 class OpenAIProvider:
@@ -12,7 +13,7 @@ class OpenAIProvider:
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
-        self._urls = {endpoint: config.base_url + path for endpoint, path in _PATHS.items()}
+        self._urls = {operation: config.base_url + path for operation, path in _PATHS.items()}
         self._headers = {"Content-Type": "application/json", "User-Agent": "yourouter"}
         if config.api_key:
             self._headers["Authorization"] = "Bearer " + config.api_key
@@ -25,11 +26,11 @@ class OpenAIProvider:
     def vendor(self) -> str:
         return self.config.vendor
 
-    def url(self, endpoint: str) -> str:
-        return self._urls[endpoint]
+    def url(self, operation: str, model: str, stream: bool) -> str:
+        return self._urls[operation]
 
     def headers(self) -> dict[str, str]:
         return self._headers
 
-    def supports(self, endpoint: str) -> bool:
-        return endpoint in self._urls
+    def supports(self, operation: str) -> bool:
+        return operation in self._urls

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from yourouter.config.schema import ProviderConfig
+from yourouter.providers.anthropic import AnthropicProvider
 from yourouter.providers.base import Provider
+from yourouter.providers.google import GoogleProvider
 from yourouter.providers.openai import OpenAIProvider
 
 ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
     "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "google": GoogleProvider,
 }
 
 

@@ -6,9 +6,12 @@ import time
 
 from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
 from yourouter.auth.credentials import bearer_token
+from yourouter.codecs import StreamEncoder
 from yourouter.codecs import openai as codec
+from yourouter.ir.chat import ChatRequest
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.pipeline.core import Call, Pipeline, new_request_id
+from yourouter.providers.base import CHAT, EMBEDDINGS
 from yourouter.routing.catalog import Catalog
 
 
@@ -27,19 +30,25 @@ class OpenAISurface:
     def stream_error_event(error: GatewayError) -> bytes:
         return codec.stream_error_event(error)
 
+    @staticmethod
+    def stream_encoder(request: ChatRequest) -> StreamEncoder:
+        return codec.stream_encoder(request)
+
 
 SURFACE = OpenAISurface()
 
 
-def parse_chat_call(body: bytes) -> Call:
+def parse_chat_call(body: bytes, http_request: Request) -> Call:
     request = codec.parse_chat(body)
-    return Call(endpoint="chat.completions", model=request.model, body=codec.upstream_chat_body(request, body),
-                stream=request.stream, strip_usage=request.stream and not request.include_usage)
+    return Call(endpoint="chat.completions", operation=CHAT, model=request.model,
+                body=codec.upstream_chat_body(request, body), stream=request.stream,
+                strip_usage=request.stream and not request.include_usage,
+                decode=lambda: codec.decode_request(request.payload))
 
 
-def parse_embeddings_call(body: bytes) -> Call:
+def parse_embeddings_call(body: bytes, http_request: Request) -> Call:
     request = codec.parse_embeddings(body)
-    return Call(endpoint="embeddings", model=request.model, body=body)
+    return Call(endpoint="embeddings", operation=EMBEDDINGS, model=request.model, body=body)
 
 
 class OpenAIRoutes:
