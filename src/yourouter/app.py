@@ -21,6 +21,7 @@ from yourouter.routing.catalog import Catalog
 from yourouter.storage.db import create_engine, migrate
 from yourouter.storage.repositories import KeyRepository, UsageRepository
 from yourouter.surfaces.admin import AdminRoutes
+from yourouter.surfaces.anthropic import AnthropicRoutes
 from yourouter.surfaces.openai import OpenAIRoutes
 
 log = logging.getLogger("yourouter")
@@ -49,9 +50,12 @@ class Gateway:
                                  images=self.images, log_requests=settings.log_requests)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
-        openai_routes = OpenAIRoutes(self.pipeline, self.catalog)
+        anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)
+        openai_routes = OpenAIRoutes(self.pipeline, self.catalog, anthropic_models=anthropic_routes.list_models)
         openai_routes.mount(self.router)
-        self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings}
+        anthropic_routes.mount(self.router)
+        self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings,
+                                   anthropic_routes.messages, anthropic_routes.count_tokens}
         AdminRoutes(self.keys, settings.master_key).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False

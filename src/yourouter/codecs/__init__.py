@@ -10,7 +10,7 @@ import importlib
 from functools import cache
 from typing import Any, Protocol
 
-from yourouter.ir.chat import ChatRequest, ChatResponse, StreamEvent
+from yourouter.ir.chat import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent
 from yourouter.ir.errors import GatewayError
 from yourouter.ir.usage import Usage
 
@@ -60,6 +60,13 @@ class DialectCodec(Protocol):
     def stream_decoder(self) -> StreamDecoder: ...
 
     def stream_encoder(self, request: ChatRequest) -> StreamEncoder: ...
+
+    def encode_embeddings_request(self, request: EmbeddingRequest, model: str) -> dict[str, Any]: ...
+
+    def decode_embeddings_response(self, payload: dict[str, Any]) -> EmbeddingResponse: ...
+
+    def encode_embeddings_response(self, response: EmbeddingResponse, request: EmbeddingRequest
+                                   ) -> dict[str, Any]: ...
 
 
 @cache

@@ -234,6 +234,8 @@ class EmbeddingRequest:
     dimensions: int | None = None
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
+    #: Dialect details for the client's own codec (e.g. Gemini's single vs batch form).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,20 @@ from yourouter.asgi import BodyTooLarge, Headers, Request, Send, send_bytes
 from yourouter.auth.keys import ClientKey, KeyStore
 from yourouter.codecs import DialectCodec, StreamEncoder, codec
 from yourouter.codecs.common import check_translatable
-from yourouter.ir.chat import ChatRequest
+from yourouter.ir.chat import ChatRequest, EmbeddingRequest
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
 from yourouter.metering.ledger import UsageLedger, UsageRecord
 from yourouter.observability.logs import log_request
 from yourouter.pipeline.media import InlineImages
-from yourouter.pipeline.relay import relay_body, relay_stream, relay_translated_body, relay_translated_stream
+from yourouter.pipeline.relay import (
+    relay_body,
+    relay_stream,
+    relay_translated_body,
+    relay_translated_embeddings,
+    relay_translated_stream,
+)
 from yourouter.pipeline.upstream import UpstreamPool
-from yourouter.providers.base import Provider
+from yourouter.providers.base import CHAT, EMBEDDINGS, Provider
 from yourouter.routing.catalog import Catalog
 
 
@@ -50,7 +56,19 @@ class Call:
     decode: Callable[[], ChatRequest] | None = None
     #: Re-frames a same-dialect stream for the client (e.g. Gemini SSE -> JSON array); None = as is.
     stream_framing: Callable[[], Any] | None = None
+    #: Answers the call without an upstream when the chosen deployment cannot (e.g. token counting estimated
+    #: locally for a provider of another dialect); routing then uses the deployments of the chat operation.
+    local_answer: Callable[[], bytes] | None = None
+    #: For embeddings: decodes the client's body into the IR, when translating.
+    decode_embeddings: Callable[[], EmbeddingRequest] | None = None
+    #: Translate even to a deployment of the client's dialect (when the client's form has no upstream twin).
+    translate_always: bool = False
     _ir: ChatRequest | None = None
+
+    def embeddings_ir(self) -> EmbeddingRequest:
+        if self.decode_embeddings is None:
+            raise bad_request(f"{self.endpoint} cannot be translated to another provider's format.")
+        return self.decode_embeddings()
 
     def ir(self) -> ChatRequest:
         if self._ir is None:
@@ -142,7 +160,7 @@ class Pipeline:
                                    param="model", code="model_not_allowed")
             vendor = request.header(b"vendor")
             candidates = self.catalog.candidates(call.model, vendor.decode("latin-1") if vendor else None,
-                                                 call.operation)
+                                                 call.operation if call.local_answer is None else CHAT)
             await self._attempt(request, send, surface, call, candidates, record, base_headers, started)
         except GatewayError as error:
             record.status, record.outcome, record.error_type = error.status, error.outcome, error.code or error.kind
@@ -164,6 +182,8 @@ class Pipeline:
                 (b"x-yourouter-provider", record.deployment.encode())]
 
     async def _upstream_body(self, call: Call, provider: Provider, provider_codec: DialectCodec) -> bytes:
+        if call.operation == EMBEDDINGS:
+            return orjson.dumps(provider_codec.encode_embeddings_request(call.embeddings_ir(), call.model))
         request = call.ir()
         check_translatable(request, provider.vendor)
         if request.max_tokens is None and provider.config.default_max_tokens:
@@ -179,7 +199,12 @@ class Pipeline:
         for attempt, provider in enumerate(candidates[: self.max_attempts], start=1):
             record.attempts, record.vendor, record.deployment = attempt, provider.vendor, provider.name
             provider_codec = codec(provider.dialect)
-            same = provider.dialect == surface.dialect
+            same = provider.dialect == surface.dialect and not call.translate_always
+            if call.local_answer is not None and not (same and provider.supports(call.operation)):
+                record.status = 200
+                headers = [*base_headers, *self._routing_headers(record), (b"content-type", b"application/json")]
+                await send_bytes(send, 200, call.local_answer(), headers)
+                return
             body = call.body if same else await self._upstream_body(call, provider, provider_codec)
             url = provider.url(call.operation, call.model, call.stream)
             headers = [*base_headers, *self._routing_headers(record)]
@@ -198,6 +223,9 @@ class Pipeline:
                         await relay_body(send, response, headers, record, started, provider_codec)
                     elif response.status >= 400:
                         raise await _translated_client_error(provider_codec, response)
+                    elif call.operation == EMBEDDINGS:
+                        await relay_translated_embeddings(send, response, headers, record, started, provider_codec,
+                                                          codec(surface.dialect), call.embeddings_ir())
                     elif streaming:
                         await relay_translated_stream(request, send, response, headers, record, started,
                                                       provider_codec.stream_decoder(),

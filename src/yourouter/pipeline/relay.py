@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ import orjson
 
 from yourouter.asgi import Headers, Receive, Request, Send, send_bytes
 from yourouter.codecs.sse import SseSplitter
-from yourouter.ir.chat import ChatRequest, StreamError, UsageUpdate
+from yourouter.ir.chat import ChatRequest, EmbeddingRequest, StreamError, UsageUpdate
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.ir.usage import Usage
 from yourouter.metering.ledger import UsageRecord
@@ -47,20 +48,35 @@ async def relay_body(send: Send, response: aiohttp.ClientResponse, headers: Head
     await send_bytes(send, status, body, [*headers, (b"content-type", content_type)])
 
 
-async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, headers: Headers,
-                                record: UsageRecord, started: float, provider_codec: DialectCodec,
-                                client_codec: DialectCodec, request: ChatRequest) -> None:
+async def _json_object(response: aiohttp.ClientResponse, record: UsageRecord, started: float) -> dict[str, Any]:
     body = await response.read()
     record.ttfb_ms = (time.perf_counter() - started) * 1000
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise GatewayError(500, ErrorKind.UPSTREAM, f"Upstream {record.deployment} sent an unreadable response.",
-                           code="upstream_bad_response") from None
+        payload = None
     if not isinstance(payload, dict):
-        raise GatewayError(500, ErrorKind.UPSTREAM, f"Upstream {record.deployment} sent an unexpected response.",
+        raise GatewayError(500, ErrorKind.UPSTREAM, f"Upstream {record.deployment} sent an unreadable response.",
                            code="upstream_bad_response")
-    answer = provider_codec.decode_response(payload)
+    return payload
+
+
+async def relay_translated_embeddings(send: Send, response: aiohttp.ClientResponse, headers: Headers,
+                                      record: UsageRecord, started: float, provider_codec: DialectCodec,
+                                      client_codec: DialectCodec, request: EmbeddingRequest) -> None:
+    answer = provider_codec.decode_embeddings_response(await _json_object(response, record, started))
+    if answer.usage is None:  # some upstreams do not count embedding tokens: estimate, about four chars a token
+        answer = dataclasses.replace(answer, usage=Usage(prompt_tokens=sum(len(t) + 3 for t in request.inputs) // 4))
+    _apply_usage(record, answer.usage)
+    record.status = 200
+    body = orjson.dumps(client_codec.encode_embeddings_response(answer, request))
+    await send_bytes(send, 200, body, [*headers, *_JSON])
+
+
+async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, headers: Headers,
+                                record: UsageRecord, started: float, provider_codec: DialectCodec,
+                                client_codec: DialectCodec, request: ChatRequest) -> None:
+    answer = provider_codec.decode_response(await _json_object(response, record, started))
     _apply_usage(record, answer.usage)
     record.status = 200
     await send_bytes(send, 200, orjson.dumps(client_codec.encode_response(answer, request)), [*headers, *_JSON])

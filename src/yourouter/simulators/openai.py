@@ -229,7 +229,7 @@ class OpenAISimulator:
         path: str = scope["path"]
         raw = await read_body(receive)
         if path.startswith("/_sim/"):
-            await self._control(method, path, raw, send)
+            await serve_control(self.state, method, path, raw, send)
             return
         self.state.record(method, path, header_map(scope), _parse_json(raw)[0])
         headers = [
@@ -392,31 +392,32 @@ class OpenAISimulator:
         elapsed = int((time.monotonic() - started) * 1000)
         return [*headers, (b"openai-processing-ms", str(elapsed).encode())]
 
-    async def _control(self, method: str, path: str, raw: bytes, send: Send) -> None:
-        """The `/_sim/*` endpoints; never behind auth and never recorded in the request log."""
-        state = self.state
-        try:
-            if (method, path) == ("POST", "/_sim/faults"):
-                fault, count = Fault.from_json(_json_object(raw))
-                state.queue_fault(fault, count)
-                await send_json(send, 200, {"queued": count, "fault": asdict(fault)})
-            elif (method, path) == ("GET", "/_sim/faults"):
-                await send_json(send, 200, state.pending_faults())
-            elif (method, path) == ("DELETE", "/_sim/faults"):
-                state.clear_faults()
-                await send_json(send, 200, {"cleared": True})
-            elif (method, path) == ("GET", "/_sim/requests"):
-                await send_json(send, 200, state.requests())
-            elif (method, path) == ("DELETE", "/_sim/requests"):
-                state.clear_requests()
-                await send_json(send, 200, {"cleared": True})
-            else:
-                raise RequestError(f"Invalid URL ({method} {path})", status=404)
-        except RequestError as error:
-            envelope = error_envelope(
-                error.message, error_type="invalid_request_error", param=error.param, code=error.code
-            )
-            await send_json(send, error.status, envelope)
+
+async def serve_control(state: SimulatorState, method: str, path: str, raw: bytes, send: Send) -> None:
+    """The `/_sim/*` control endpoints shared by every simulator; never behind auth, never in the request log.
+
+    Errors here use the OpenAI envelope whatever the simulated provider, so test harnesses see one shape.
+    """
+    try:
+        if (method, path) == ("POST", "/_sim/faults"):
+            fault, count = Fault.from_json(_json_object(raw))
+            state.queue_fault(fault, count)
+            await send_json(send, 200, {"queued": count, "fault": asdict(fault)})
+        elif (method, path) == ("GET", "/_sim/faults"):
+            await send_json(send, 200, state.pending_faults())
+        elif (method, path) == ("DELETE", "/_sim/faults"):
+            state.clear_faults()
+            await send_json(send, 200, {"cleared": True})
+        elif (method, path) == ("GET", "/_sim/requests"):
+            await send_json(send, 200, state.requests())
+        elif (method, path) == ("DELETE", "/_sim/requests"):
+            state.clear_requests()
+            await send_json(send, 200, {"cleared": True})
+        else:
+            raise RequestError(f"Invalid URL ({method} {path})", status=404)
+    except RequestError as error:
+        envelope = error_envelope(error.message, error_type="invalid_request_error", param=error.param, code=error.code)
+        await send_json(send, error.status, envelope)
 
 
 def _as_list(value: object) -> list[object]:

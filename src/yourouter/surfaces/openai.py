@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
+from yourouter.asgi import Handler, PathRouter, Request, Send, send_bytes, send_json
 from yourouter.auth.credentials import bearer_token
 from yourouter.codecs import StreamEncoder
 from yourouter.codecs import openai as codec
@@ -48,13 +48,15 @@ def parse_chat_call(body: bytes, http_request: Request) -> Call:
 
 def parse_embeddings_call(body: bytes, http_request: Request) -> Call:
     request = codec.parse_embeddings(body)
-    return Call(endpoint="embeddings", operation=EMBEDDINGS, model=request.model, body=body)
+    return Call(endpoint="embeddings", operation=EMBEDDINGS, model=request.model, body=body,
+                decode_embeddings=lambda: codec.decode_embeddings_request(request.payload))
 
 
 class OpenAIRoutes:
-    def __init__(self, pipeline: Pipeline, catalog: Catalog) -> None:
+    def __init__(self, pipeline: Pipeline, catalog: Catalog, anthropic_models: Handler | None = None) -> None:
         self._pipeline = pipeline
         self._catalog = catalog
+        self._anthropic_models = anthropic_models
         self._created = int(time.time())
 
     def mount(self, router: PathRouter) -> None:
@@ -73,6 +75,8 @@ class OpenAIRoutes:
         return {"id": model, "object": "model", "created": self._created, "owned_by": vendors[0]}
 
     async def list_models(self, request: Request, send: Send) -> None:
+        if self._anthropic_models is not None and request.header(b"anthropic-version") is not None:
+            return await self._anthropic_models(request, send)  # the Anthropic SDK shares this path
         headers = [(b"x-request-id", new_request_id().encode())]
         try:
             key = await self._pipeline.authenticate(request, SURFACE)

@@ -1,6 +1,12 @@
 """The OpenAI Chat Completions / Embeddings dialect."""
 
 from yourouter.codecs.openai.chat import decode_request, decode_response, encode_request, encode_response
+from yourouter.codecs.openai.embeddings import (
+    decode_embeddings_request,
+    decode_embeddings_response,
+    encode_embeddings_request,
+    encode_embeddings_response,
+)
 from yourouter.codecs.openai.passthrough import (
     DIALECT,
     ChatRequest,
@@ -40,7 +46,10 @@ def upstream_error_message(body: bytes) -> str | None:
     return message if isinstance(message, str) else None
 
 
-__all__ = ["DIALECT", "ChatRequest", "EmbeddingsRequest", "OpenAIStreamDecoder", "OpenAIStreamEncoder",
-           "StreamUsageTap", "decode_request", "decode_response", "encode_request", "encode_response", "error_body",
-           "parse_chat", "parse_embeddings", "parse_object", "stream_decoder", "stream_encoder", "stream_error_event",
-           "stream_tap", "upstream_chat_body", "upstream_error_message", "usage_of_response"]
+__all__ = [
+    "DIALECT", "ChatRequest", "EmbeddingsRequest", "OpenAIStreamDecoder", "OpenAIStreamEncoder", "StreamUsageTap",
+    "decode_embeddings_request", "decode_embeddings_response", "decode_request", "decode_response",
+    "encode_embeddings_request", "encode_embeddings_response", "encode_request", "encode_response", "error_body",
+    "parse_chat", "parse_embeddings", "parse_object", "stream_decoder", "stream_encoder", "stream_error_event",
+    "stream_tap", "upstream_chat_body", "upstream_error_message", "usage_of_response",
+]
