@@ -210,10 +210,12 @@ def simulate(
     fail_rate: Annotated[float, typer.Option(help="Fraction of requests that fail (0..1).")] = 0.0,
     fail_status: Annotated[int, typer.Option(help="Status of injected failures.")] = 500,
 ) -> None:
-    """Run the OpenAI-compatible upstream simulator."""
-    from yourouter.simulators.openai import SimulatorSettings, run
+    """Run the upstream simulators (OpenAI, Anthropic and Gemini protocols) on one port."""
+    from yourouter.simulators.combined import run
+    from yourouter.simulators.openai import SimulatorSettings
 
-    err.print(f"OpenAI simulator on http://{host}:{port}/v1", highlight=False)
+    err.print(f"Simulators on http://{host}:{port}: OpenAI /v1/chat/completions, Anthropic /v1/messages, "
+              "Gemini /v1beta/models/{model}:generateContent", highlight=False)
     run(SimulatorSettings(api_key=api_key, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms,
                           fail_rate=fail_rate, fail_status=fail_status), host=host, port=port)
 

@@ -26,9 +26,9 @@ def _catalog() -> Catalog:
 
 def test_candidates_in_config_order_and_vendor_pinning() -> None:
     catalog = _catalog()
-    assert [p.name for p in catalog.candidates("m1", None, "chat.completions")] == ["a", "b", "c"]
-    assert [p.name for p in catalog.candidates("m1", "AUTO", "chat.completions")] == ["a", "b", "c"]
-    assert [p.name for p in catalog.candidates("m1", "Azure", "chat.completions")] == ["b", "c"]
+    assert [p.name for p in catalog.candidates("m1", None, "chat")] == ["a", "b", "c"]
+    assert [p.name for p in catalog.candidates("m1", "AUTO", "chat")] == ["a", "b", "c"]
+    assert [p.name for p in catalog.candidates("m1", "Azure", "chat")] == ["b", "c"]
     assert catalog.models() == [("m1", ("openai", "azure")), ("m2", ("openai",))]
 
 
@@ -36,7 +36,7 @@ def test_candidates_in_config_order_and_vendor_pinning() -> None:
     ("nope", None, "model_not_found"), ("m1", "aws", "unknown_vendor"), ("m2", "azure", "vendor_mismatch")])
 def test_candidates_errors(model: str, vendor: str | None, code: str) -> None:
     with pytest.raises(GatewayError) as caught:
-        _catalog().candidates(model, vendor, "chat.completions")
+        _catalog().candidates(model, vendor, "chat")
     assert caught.value.status == 400 and caught.value.code == code
 
 
