@@ -22,6 +22,7 @@ from yourouter.storage.db import create_engine, migrate
 from yourouter.storage.repositories import KeyRepository, UsageRepository
 from yourouter.surfaces.admin import AdminRoutes
 from yourouter.surfaces.anthropic import AnthropicRoutes
+from yourouter.surfaces.gemini import GeminiRoutes
 from yourouter.surfaces.openai import OpenAIRoutes
 
 log = logging.getLogger("yourouter")
@@ -54,8 +55,10 @@ class Gateway:
         openai_routes = OpenAIRoutes(self.pipeline, self.catalog, anthropic_models=anthropic_routes.list_models)
         openai_routes.mount(self.router)
         anthropic_routes.mount(self.router)
+        gemini_routes = GeminiRoutes(self.pipeline)
+        gemini_routes.mount(self.router)
         self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings,
-                                   anthropic_routes.messages, anthropic_routes.count_tokens}
+                                   anthropic_routes.messages, anthropic_routes.count_tokens, gemini_routes.dispatch}
         AdminRoutes(self.keys, settings.master_key).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False
@@ -86,6 +89,7 @@ class Gateway:
             request = Request(scope, receive)
             handler, params, path_known = self.router.resolve(request.method, request.path)
             if handler is not None and handler in self._pipeline_handlers:
+                request.path_params = params
                 await handler(request, send)  # the pipeline sets x-request-id itself (and records it)
                 return
             send = _with_request_id(send)

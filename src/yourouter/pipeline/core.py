@@ -10,6 +10,7 @@ way.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from yourouter.pipeline.relay import (
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.providers.base import CHAT, EMBEDDINGS, Provider
 from yourouter.routing.catalog import Catalog
+
+log = logging.getLogger("yourouter.pipeline")
 
 
 @dataclass(slots=True)
@@ -163,16 +166,28 @@ class Pipeline:
                                                  call.operation if call.local_answer is None else CHAT)
             await self._attempt(request, send, surface, call, candidates, record, base_headers, started)
         except GatewayError as error:
-            record.status, record.outcome, record.error_type = error.status, error.outcome, error.code or error.kind
-            headers = [*base_headers, *self._routing_headers(record), (b"content-type", b"application/json")]
-            if error.retry_after:
-                headers.append((b"retry-after", error.retry_after.encode()))
-            await send_bytes(send, error.status, surface.error_body(error), headers)
+            await self._send_error(send, surface, error, record, base_headers)
+        except Exception as exc:  # a bug of ours: logged with its traceback, answered in the client's envelope
+            log.exception("request %s failed", record.request_id)
+            if record.status:  # the response had started: nothing more can be sent
+                record.outcome, record.error_type = "gateway_error", type(exc).__name__
+            else:
+                error = GatewayError(500, ErrorKind.GATEWAY, f"The gateway failed to handle the request "
+                                     f"({type(exc).__name__}); request id {record.request_id}.", code="gateway_error")
+                await self._send_error(send, surface, error, record, base_headers)
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self.ledger.record(record)
             if self.log_requests:
                 log_request(record)
+
+    async def _send_error(self, send: Send, surface: Surface, error: GatewayError, record: UsageRecord,
+                          base_headers: Headers) -> None:
+        record.status, record.outcome, record.error_type = error.status, error.outcome, error.code or error.kind
+        headers = [*base_headers, *self._routing_headers(record), (b"content-type", b"application/json")]
+        if error.retry_after:
+            headers.append((b"retry-after", error.retry_after.encode()))
+        await send_bytes(send, error.status, surface.error_body(error), headers)
 
     @staticmethod
     def _routing_headers(record: UsageRecord) -> Headers:

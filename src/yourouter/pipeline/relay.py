@@ -68,8 +68,8 @@ async def relay_translated_embeddings(send: Send, response: aiohttp.ClientRespon
     if answer.usage is None:  # some upstreams do not count embedding tokens: estimate, about four chars a token
         answer = dataclasses.replace(answer, usage=Usage(prompt_tokens=sum(len(t) + 3 for t in request.inputs) // 4))
     _apply_usage(record, answer.usage)
-    record.status = 200
     body = orjson.dumps(client_codec.encode_embeddings_response(answer, request))
+    record.status = 200
     await send_bytes(send, 200, body, [*headers, *_JSON])
 
 
@@ -78,8 +78,9 @@ async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, he
                                 client_codec: DialectCodec, request: ChatRequest) -> None:
     answer = provider_codec.decode_response(await _json_object(response, record, started))
     _apply_usage(record, answer.usage)
+    body = orjson.dumps(client_codec.encode_response(answer, request))
     record.status = 200
-    await send_bytes(send, 200, orjson.dumps(client_codec.encode_response(answer, request)), [*headers, *_JSON])
+    await send_bytes(send, 200, body, [*headers, *_JSON])
 
 
 async def _disconnected(receive: Receive) -> bool:

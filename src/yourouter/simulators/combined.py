@@ -9,6 +9,7 @@ simulator's state under its name. `/_sim/openai/...`, `/_sim/anthropic/...` and 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -81,14 +82,14 @@ async def _call(app: ASGIApp, scope: Scope, body: bytes) -> dict[str, Any]:
     sent: dict[str, Any] = {"status": 500, "body": b""}
     delivered = False
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         nonlocal delivered
         if delivered:
             return {"type": "http.disconnect"}
         delivered = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             sent["status"] = message["status"]
         elif message["type"] == "http.response.body":

@@ -185,6 +185,12 @@ def _image(part: Image, where: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media, "data": part.data}}
 
 
+def _foreign(signature: str) -> bool:
+    """Other codecs tag the signatures they carry with their dialect (`gemini:...`); Anthropic's are untagged."""
+    head, sep, _ = signature.partition(":")
+    return bool(sep) and head.isalpha() and len(head) < 16
+
+
 def _encode_part(part: Part, where: str, role: str) -> dict[str, Any] | None:
     if isinstance(part, Text):
         return {"type": "text", "text": part.text} if part.text else None
@@ -210,7 +216,7 @@ def _encode_part(part: Part, where: str, role: str) -> dict[str, Any] | None:
             block["is_error"] = True
         return block
     if isinstance(part, Thinking):
-        if role != "assistant" or not part.signature and not part.redacted:
+        if role != "assistant" or not part.redacted and (not part.signature or _foreign(part.signature)):
             return None  # thoughts from other providers carry no Anthropic signature: they cannot be replayed
         if part.redacted:
             return {"type": "redacted_thinking", "data": part.text}

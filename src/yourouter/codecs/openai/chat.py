@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -230,6 +231,14 @@ def _user_content(parts: list[Part], where: str) -> str | list[dict[str, Any]]:
     return out
 
 
+def upstream_id(value: str) -> str:
+    """OpenAI caps tool-call ids at 40 characters; longer ids (e.g. Gemini's, which carry a signature) are hashed,
+    the same way for a call and its result."""
+    if len(value) <= 40:
+        return value
+    return "call_" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
 def _encode_messages(request: ChatRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if request.system:
@@ -245,7 +254,7 @@ def _encode_messages(request: ChatRequest) -> list[dict[str, Any]]:
             text = text_of(message.parts)
             entry: dict[str, Any] = {"role": "assistant", "content": text or None}
             if calls:
-                entry["tool_calls"] = [{"id": c.id, "type": "function",
+                entry["tool_calls"] = [{"id": upstream_id(c.id), "type": "function",
                                         "function": {"name": c.name, "arguments": c.arguments or "{}"}}
                                        for c in calls]
             out.append(entry)
@@ -256,7 +265,7 @@ def _encode_messages(request: ChatRequest) -> list[dict[str, Any]]:
                 text = text_of(list(part.content))
                 if any(isinstance(c, Image) for c in part.content):
                     refuse(Image(), TARGET, f"{where} tool result")
-                out.append({"role": "tool", "tool_call_id": part.call_id,
+                out.append({"role": "tool", "tool_call_id": upstream_id(part.call_id),
                             "content": f"Error: {text}" if part.is_error else text})
             else:
                 rest.append(part)
@@ -390,8 +399,8 @@ def encode_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
             message["tool_calls"] = [{"id": c.id, "type": "function",
                                       "function": {"name": c.name, "arguments": c.arguments or "{}"}}
                                      for c in calls]
-        choices.append({"index": choice.index, "message": message, "logprobs": None,
-                        "finish_reason": choice.finish_reason or "stop"})
+        finish = choice.finish_reason if choice.finish_reason not in (None, "error") else "stop"
+        choices.append({"index": choice.index, "message": message, "logprobs": None, "finish_reason": finish})
     body: dict[str, Any] = {"id": completion_id(response.id), "object": "chat.completion",
                             "created": response.created or int(time.time()), "model": response.model or request.model,
                             "choices": choices}
