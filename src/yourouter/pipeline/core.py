@@ -172,9 +172,10 @@ class Pipeline:
             if record.status:  # the response had started: nothing more can be sent
                 record.outcome, record.error_type = "gateway_error", type(exc).__name__
             else:
-                error = GatewayError(500, ErrorKind.GATEWAY, f"The gateway failed to handle the request "
-                                     f"({type(exc).__name__}); request id {record.request_id}.", code="gateway_error")
-                await self._send_error(send, surface, error, record, base_headers)
+                failure = GatewayError(500, ErrorKind.GATEWAY, f"The gateway failed to handle the request "
+                                       f"({type(exc).__name__}); request id {record.request_id}.",
+                                       code="gateway_error")
+                await self._send_error(send, surface, failure, record, base_headers)
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self.ledger.record(record)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from yourouter.config.schema import MediaConfig
@@ -22,7 +23,24 @@ from yourouter.ir.chat import ChatRequest, Image, Message, Part, ToolResult
 from yourouter.ir.errors import bad_request
 
 
+def check_address(host: str, address: str) -> None:
+    """Refuse loopback, private, link-local, reserved and multicast addresses."""
+    ip = ipaddress.ip_address(address.strip("[]"))
+    if not ip.is_global or ip.is_multicast:
+        raise bad_request(f"Image URL host {host} is a private or reserved address; the gateway does not fetch "
+                          "from there.", code="image_url_forbidden")
+
+
+def _ip_literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
 class _GuardedResolver(AbstractResolver):
+    """Host names are checked here, on the addresses the connection will actually use."""
+
     def __init__(self, allow_private: bool) -> None:
         self._inner = aiohttp.ThreadedResolver()
         self._allow_private = allow_private
@@ -32,10 +50,7 @@ class _GuardedResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         if not self._allow_private:
             for result in results:
-                address = ipaddress.ip_address(result["host"])
-                if not address.is_global or address.is_multicast:
-                    raise bad_request(f"Image URL host {host} resolves to a private or reserved address; the "
-                                      "gateway does not fetch from there.", code="image_url_forbidden")
+                check_address(host, result["host"])
         return results
 
     async def close(self) -> None:
@@ -58,28 +73,44 @@ class InlineImages:
         return self._session
 
     async def fetch(self, url: str) -> Image:
-        if not url.startswith(("http://", "https://")):
-            raise bad_request(f"Image URL `{url[:80]}` is not http(s); it cannot be fetched.", code="invalid_image_url")
         limit = self._config.max_image_bytes
         try:
-            async with self._client().get(url, max_redirects=3) as response:
-                if response.status != 200:
-                    raise bad_request(f"Fetching image {url[:200]} failed with HTTP {response.status}.",
-                                      code="image_fetch_failed")
-                if (response.content_length or 0) > limit:
-                    raise bad_request(f"Image {url[:200]} is larger than {limit} bytes.", code="image_too_large")
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    data += chunk
-                    if len(data) > limit:
+            for _hop in range(4):  # redirects are followed here, so every hop's host is checked
+                self._check_url(url)
+                async with self._client().get(url, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                        url = str(response.url.join(yarl.URL(response.headers["Location"])))
+                        continue
+                    if response.status != 200:
+                        raise bad_request(f"Fetching image {url[:200]} failed with HTTP {response.status}.",
+                                          code="image_fetch_failed")
+                    if (response.content_length or 0) > limit:
                         raise bad_request(f"Image {url[:200]} is larger than {limit} bytes.", code="image_too_large")
-                media_type = response.content_type or "application/octet-stream"
+                    data = bytearray()
+                    async for chunk in response.content.iter_chunked(65536):
+                        data += chunk
+                        if len(data) > limit:
+                            raise bad_request(f"Image {url[:200]} is larger than {limit} bytes.",
+                                              code="image_too_large")
+                    media_type = response.content_type or "application/octet-stream"
+                    break
+            else:
+                raise bad_request(f"Image {url[:200]} redirects too often.", code="image_fetch_failed")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise bad_request(f"Fetching image {url[:200]} failed ({type(exc).__name__}).",
                               code="image_fetch_failed") from None
         if not media_type.startswith("image/"):
             raise bad_request(f"{url[:200]} is not an image ({media_type}).", code="image_fetch_failed")
         return Image(data=base64.b64encode(bytes(data)).decode(), media_type=media_type)
+
+    def _check_url(self, url: str) -> None:
+        parsed = yarl.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise bad_request(f"Image URL `{url[:80]}` is not http(s); it cannot be fetched.",
+                              code="invalid_image_url")
+        literal = _ip_literal(parsed.host)
+        if literal is not None and not self._config.allow_private_networks:
+            check_address(parsed.host, literal)  # aiohttp connects to IP literals without asking the resolver
 
     async def inline(self, request: ChatRequest, needs_inline: Callable[[Image], bool]) -> ChatRequest:
         urls = {part.url for part in _images(request) if part.url and needs_inline(part)}

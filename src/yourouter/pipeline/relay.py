@@ -169,7 +169,7 @@ async def relay_translated_stream(request: Request, send: Send, response: aiohtt
                                   record: UsageRecord, started: float, decoder: StreamDecoder,
                                   encoder: StreamEncoder) -> None:
     """Another dialect: each upstream event becomes the client's events as it arrives."""
-    content_type = getattr(encoder, "headers", _SSE_HEADERS)
+    content_type = getattr(encoder, "headers", None) or _SSE_HEADERS
     await send({"type": "http.response.start", "status": 200, "headers": [*headers, *content_type]})
     record.status = 200
     usage: list[Usage] = []

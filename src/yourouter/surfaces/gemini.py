@@ -25,7 +25,8 @@ _SSE_FLAG = "_gemini_sse"
 _VERSIONS = ("v1", "v1beta", "v1beta1")
 _MODEL_PATHS = ("models/{model_method}", "tunedModels/{model_method}", "publishers/google/models/{model_method}",
                 "projects/{project}/locations/{location}/publishers/google/models/{model_method}")
-_METHODS = ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents")
+_METHODS = ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents",
+            "predict")
 
 
 class GeminiSurface:
@@ -53,7 +54,10 @@ class GeminiSurface:
 
     @staticmethod
     def stream_encoder(request: ChatRequest) -> StreamEncoder:
-        return codec.GeminiStreamEncoder(request, sse=bool(request.extra.get(_SSE_FLAG, True)))
+        sse = bool(request.extra.get(_SSE_FLAG, True))
+        encoder = codec.GeminiStreamEncoder(request, sse=sse)
+        encoder.headers = None if sse else JsonArrayFraming.headers  # type: ignore[attr-defined]
+        return encoder
 
 
 SURFACE = GeminiSurface()
@@ -112,11 +116,11 @@ def _generate_call(body: bytes, request: Request, model: str, method: str) -> Ca
 
 def _embed_call(body: bytes, model: str, method: str) -> Call:
     payload = parse_object(body)
-    single = method == "embedContent"
-    # Upstreams are always asked for the batch form, so a single embedContent is translated even to Google.
+    form = {"embedContent": "single", "batchEmbedContents": "batch", "predict": "predict"}[method]
+    # Upstreams are always asked for the batch form, so the other forms are translated even to Google.
     return Call(endpoint=f"gemini.{method}", operation=EMBEDDINGS, model=model, body=body,
-                decode_embeddings=lambda: codec.decode_embeddings_request(payload, model, single=single),
-                translate_always=single)
+                decode_embeddings=lambda: codec.decode_embeddings_request(payload, model, form=form),
+                translate_always=form != "batch")
 
 
 class GeminiRoutes:
@@ -137,7 +141,7 @@ class GeminiRoutes:
             return
 
         def parse(body: bytes, http_request: Request) -> Call:
-            if method in ("embedContent", "batchEmbedContents"):
+            if method in ("embedContent", "batchEmbedContents", "predict"):
                 return _embed_call(body, model, method)
             return _generate_call(body, http_request, model, method)
 

@@ -8,7 +8,7 @@ from yourouter.codecs.common import as_dict, as_list
 from yourouter.ir.chat import EmbeddingRequest, EmbeddingResponse
 from yourouter.ir.errors import bad_request
 
-_SINGLE = "gemini_single"
+_FORM = "gemini_form"  # single (embedContent) | batch (batchEmbedContents) | predict (Vertex text-embedding-*)
 
 
 def _text(content: Any, where: str) -> str:
@@ -19,8 +19,21 @@ def _text(content: Any, where: str) -> str:
     return " ".join(texts)
 
 
-def decode_embeddings_request(payload: dict[str, Any], model: str, single: bool = False) -> EmbeddingRequest:
-    """`embedContent` ({content, outputDimensionality?}) or `batchEmbedContents` ({requests: [...]})."""
+def _predict_request(payload: dict[str, Any], model: str) -> EmbeddingRequest:
+    instances = as_list(payload.get("instances"), "instances")
+    inputs = tuple(str(as_dict(item, f"instances[{i}]").get("content", "")) for i, item in enumerate(instances))
+    parameters = payload.get("parameters") or {}
+    dims = parameters.get("outputDimensionality") if isinstance(parameters, dict) else None
+    return EmbeddingRequest(model=model, inputs=inputs, dimensions=dims if isinstance(dims, int) else None,
+                            extra={_FORM: "predict"})
+
+
+def decode_embeddings_request(payload: dict[str, Any], model: str, form: str = "batch") -> EmbeddingRequest:
+    """`embedContent` ({content, outputDimensionality?}), `batchEmbedContents` ({requests: [...]}) or Vertex's
+    `predict` ({instances: [{content}], parameters})."""
+    if form == "predict":
+        return _predict_request(payload, model)
+    single = form == "single"
     items = [payload] if single else as_list(payload.get("requests"), "requests")
     if not items:
         raise bad_request("requests: at least one request is required.", param="requests")
@@ -35,7 +48,7 @@ def decode_embeddings_request(payload: dict[str, Any], model: str, single: bool 
             or config.get("outputDimensionality") or config.get("output_dimensionality")
         if isinstance(dims, int):
             dimensions = dims
-    return EmbeddingRequest(model=model, inputs=tuple(inputs), dimensions=dimensions, extra={_SINGLE: single})
+    return EmbeddingRequest(model=model, inputs=tuple(inputs), dimensions=dimensions, extra={_FORM: form})
 
 
 def encode_embeddings_request(request: EmbeddingRequest, model: str) -> dict[str, Any]:
@@ -59,6 +72,9 @@ def decode_embeddings_response(payload: dict[str, Any]) -> EmbeddingResponse:
 
 def encode_embeddings_response(response: EmbeddingResponse, request: EmbeddingRequest) -> dict[str, Any]:
     vectors = [{"values": list(vector)} for vector in response.vectors]
-    if request.extra.get(_SINGLE):
+    form = request.extra.get(_FORM)
+    if form == "single":
         return {"embedding": vectors[0] if vectors else {"values": []}}
+    if form == "predict":
+        return {"predictions": [{"embeddings": v} for v in vectors]}
     return {"embeddings": vectors}
