@@ -13,6 +13,7 @@ from yourouter.codecs import openai as openai_codec
 from yourouter.config import Settings, load_settings
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.metering.ledger import UsageLedger
+from yourouter.observability.logs import AccessLog
 from yourouter.pipeline.core import Pipeline, new_request_id
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.upstream import UpstreamPool
@@ -26,6 +27,8 @@ from yourouter.surfaces.gemini import GeminiRoutes
 from yourouter.surfaces.openai import OpenAIRoutes
 
 log = logging.getLogger("yourouter")
+#: Level INFO (the default `--log-level info`) turns the per-request access log on; `log_requests: false` too.
+access_log = logging.getLogger("yourouter.access")
 
 DEMO_PREFIX = "/_demo/upstream"
 #: Set by `yourouter serve --workers N` so every worker process gets the already-resolved settings.
@@ -46,9 +49,10 @@ class Gateway:
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,
                                   flush_interval_s=settings.usage.flush_interval_s)
         self.images = InlineImages(settings.media)
+        self.access_log = AccessLog() if settings.log_requests and access_log.isEnabledFor(logging.INFO) else None
         self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
                                  max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
-                                 images=self.images, log_requests=settings.log_requests)
+                                 images=self.images, access_log=self.access_log)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
         anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)
@@ -66,11 +70,15 @@ class Gateway:
     async def startup(self) -> None:
         await migrate(self.engine)
         self.ledger.start()
+        if self.access_log is not None:
+            self.access_log.start()
         self.ready = True
 
     async def shutdown(self) -> None:
         self.ready = False
         await self.ledger.close()
+        if self.access_log is not None:
+            await self.access_log.close()
         await self.upstream.close()
         await self.images.close()
         await self.engine.dispose()
@@ -140,8 +148,8 @@ async def _not_found(send: Send, request: Request, path_known: bool) -> None:
 
 
 def _demo_upstream() -> ASGIApp:
+    from yourouter.simulators.combined import create_app as create_simulator
     from yourouter.simulators.openai import SimulatorSettings
-    from yourouter.simulators.openai import create_app as create_simulator
 
     return create_simulator(SimulatorSettings(api_key="sk-simulator"))
 

@@ -25,7 +25,8 @@ err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (default: $YOUROUTER_CONFIG, "
                                                    "then ./yourouter.yaml, then environment variables).")]
-DEMO_MODELS = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+DEMO_MODELS = {"openai": ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"],
+               "anthropic": ["claude-sonnet-4-5"], "google": ["gemini-2.5-flash", "gemini-embedding-001"]}
 
 
 def _settings(path: Path | None) -> Settings:
@@ -43,10 +44,14 @@ def _demo_settings(base: Settings | None, host: str, port: int) -> tuple[Setting
         raw["database_url"] = "sqlite:///" + str(Path(tempfile.gettempdir()) / "yourouter-demo.db")
     raw.update(host=host, port=port, demo=True)
     raw["keys"] = [*raw.get("keys", []), {"key": demo_key, "name": "demo", "models": ["*"]}]
-    raw["providers"] = [*raw.get("providers", []), {
-        "name": "demo-simulator", "vendor": "openai", "type": "openai",
-        "base_url": f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/_demo/upstream/v1",
-        "api_key": "sk-simulator", "models": DEMO_MODELS}]
+    upstream = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/_demo/upstream"
+    raw["providers"] = [*raw.get("providers", []),
+                        {"name": "demo-openai", "vendor": "openai", "type": "openai", "base_url": upstream + "/v1",
+                         "api_key": "sk-simulator", "models": DEMO_MODELS["openai"]},
+                        {"name": "demo-anthropic", "vendor": "anthropic", "type": "anthropic", "base_url": upstream,
+                         "api_key": "sk-simulator", "models": DEMO_MODELS["anthropic"]},
+                        {"name": "demo-google", "vendor": "google", "type": "google", "base_url": upstream,
+                         "api_key": "sk-simulator", "models": DEMO_MODELS["google"]}]
     return settings_from_mapping(raw, env={}), demo_key
 
 

@@ -95,7 +95,15 @@ def test_demo_quick_start(tmp_path: Path) -> None:
         result = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=20)
         assert json.loads(result.stdout)["choices"][0]["message"]["content"].startswith("Hello from the simulator")
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-        assert [m.id for m in client.models.list()] == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+        assert [m.id for m in client.models.list()] == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small",
+                                                         "claude-sonnet-4-5", "gemini-2.5-flash",
+                                                         "gemini-embedding-001"]
+        import anthropic
+
+        claude = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key=key, max_retries=0)
+        reply = claude.messages.create(model="gpt-4o", max_tokens=50, messages=USER)  # translated
+        assert reply.content[0].text.startswith("Hello from the simulator")
+        assert claude.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=USER).content
         assert len(client.embeddings.create(model="text-embedding-3-small", input="x").data) == 1
         assert "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
             model="gpt-4o", messages=USER, stream=True) if c.choices)

@@ -27,7 +27,7 @@ from yourouter.codecs.common import check_translatable
 from yourouter.ir.chat import ChatRequest, EmbeddingRequest
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
 from yourouter.metering.ledger import UsageLedger, UsageRecord
-from yourouter.observability.logs import log_request
+from yourouter.observability.logs import AccessLog
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.relay import (
     relay_body,
@@ -116,7 +116,7 @@ def _is_json_content_type(value: bytes | None) -> bool:
 
 class Pipeline:
     def __init__(self, *, keys: KeyStore, catalog: Catalog, upstream: UpstreamPool, ledger: UsageLedger,
-                 max_body_bytes: int, max_attempts: int, images: InlineImages, log_requests: bool = True) -> None:
+                 max_body_bytes: int, max_attempts: int, images: InlineImages, access_log: AccessLog | None) -> None:
         self.keys = keys
         self.catalog = catalog
         self.upstream = upstream
@@ -124,7 +124,7 @@ class Pipeline:
         self.max_body_bytes = max_body_bytes
         self.max_attempts = max_attempts
         self.images = images
-        self.log_requests = log_requests
+        self.access_log = access_log
 
     async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
         token = surface.credentials(request)
@@ -179,8 +179,8 @@ class Pipeline:
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self.ledger.record(record)
-            if self.log_requests:
-                log_request(record)
+            if self.access_log is not None:
+                self.access_log.write(record)
 
     async def _send_error(self, send: Send, surface: Surface, error: GatewayError, record: UsageRecord,
                           base_headers: Headers) -> None:
