@@ -56,10 +56,11 @@ class Gateway:
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
         anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)
-        openai_routes = OpenAIRoutes(self.pipeline, self.catalog, anthropic_models=anthropic_routes.list_models)
+        gemini_routes = GeminiRoutes(self.pipeline, self.catalog)
+        openai_routes = OpenAIRoutes(self.pipeline, self.catalog, anthropic_models=anthropic_routes.list_models,
+                                     gemini_models=gemini_routes.list_models)
         openai_routes.mount(self.router)
         anthropic_routes.mount(self.router)
-        gemini_routes = GeminiRoutes(self.pipeline)
         gemini_routes.mount(self.router)
         self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings,
                                    anthropic_routes.messages, anthropic_routes.count_tokens, gemini_routes.dispatch}

@@ -229,3 +229,9 @@ def test_anthropic_client_via_gemini_keeps_tool_ids_consistent(matrix: GatewayHa
     contents = _upstream_requests(matrix, "gemini")[-1]["body"]["contents"]
     assert [c["role"] for c in contents] == ["user", "model", "user"]
     assert "functionCall" in contents[1]["parts"][0] and "functionResponse" in contents[2]["parts"][0]
+
+
+def test_gemini_models_list(matrix: GatewayHandle) -> None:
+    gemini = GeminiClient(matrix.url, STATIC_KEY)  # kept alive: the pager reads through the client lazily
+    names = [model.name for model in gemini.client.models.list()]
+    assert f"models/{MODELS['gemini']}" in names and f"models/{MODELS['openai']}" in names

@@ -11,7 +11,7 @@ import dataclasses
 
 import orjson
 
-from yourouter.asgi import Headers, PathRouter, Request, Send, send_bytes
+from yourouter.asgi import Headers, PathRouter, Request, Send, send_bytes, send_json
 from yourouter.codecs import StreamEncoder
 from yourouter.codecs import gemini as codec
 from yourouter.codecs.openai import parse_object
@@ -20,6 +20,7 @@ from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.pipeline.core import Call, Pipeline, new_request_id
 from yourouter.pipeline.tokens import estimate_input_tokens
 from yourouter.providers.base import CHAT, COUNT_TOKENS, EMBEDDINGS
+from yourouter.routing.catalog import Catalog
 
 _SSE_FLAG = "_gemini_sse"
 _VERSIONS = ("v1", "v1beta", "v1beta1")
@@ -124,13 +125,28 @@ def _embed_call(body: bytes, model: str, method: str) -> Call:
 
 
 class GeminiRoutes:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, catalog: Catalog) -> None:
         self._pipeline = pipeline
+        self._catalog = catalog
 
     def mount(self, router: PathRouter) -> None:
         for version in _VERSIONS:
             for path in _MODEL_PATHS:
                 router.add("POST", f"/{version}/{path}", self.dispatch)
+        router.add("GET", "/v1beta/models", self.list_models)
+
+    async def list_models(self, request: Request, send: Send) -> None:
+        """Gemini's `models.list` shape (also served at `/v1/models` to clients sending `x-goog-api-key`/`?key=`)."""
+        headers = [(b"x-request-id", new_request_id().encode())]
+        try:
+            key = await self._pipeline.authenticate(request, SURFACE)
+        except GatewayError as error:
+            return await send_bytes(send, error.status, codec.error_body(error),
+                                    [*headers, (b"content-type", b"application/json")])
+        methods = ["generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"]
+        models = [{"name": f"models/{model}", "displayName": model, "supportedGenerationMethods": methods}
+                  for model, _ in self._catalog.models() if key.allows(model)]
+        await send_json(send, 200, {"models": models}, headers)
 
     async def dispatch(self, request: Request, send: Send) -> None:
         try:

@@ -53,10 +53,12 @@ def parse_embeddings_call(body: bytes, http_request: Request) -> Call:
 
 
 class OpenAIRoutes:
-    def __init__(self, pipeline: Pipeline, catalog: Catalog, anthropic_models: Handler | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, catalog: Catalog, anthropic_models: Handler | None = None,
+                 gemini_models: Handler | None = None) -> None:
         self._pipeline = pipeline
         self._catalog = catalog
         self._anthropic_models = anthropic_models
+        self._gemini_models = gemini_models
         self._created = int(time.time())
 
     def mount(self, router: PathRouter) -> None:
@@ -77,6 +79,9 @@ class OpenAIRoutes:
     async def list_models(self, request: Request, send: Send) -> None:
         if self._anthropic_models is not None and request.header(b"anthropic-version") is not None:
             return await self._anthropic_models(request, send)  # the Anthropic SDK shares this path
+        if self._gemini_models is not None and (request.header(b"x-goog-api-key") is not None
+                                                or "key" in request.query):
+            return await self._gemini_models(request, send)  # and so does google-genai in Gemini API mode
         headers = [(b"x-request-id", new_request_id().encode())]
         try:
             key = await self._pipeline.authenticate(request, SURFACE)
