@@ -1,8 +1,9 @@
-"""Reading the caller's credentials from request headers."""
+"""Reading the caller's credentials from request headers (each API family has its own places)."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from yourouter.asgi import Request
 
@@ -17,6 +18,30 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+def header_token(name: bytes) -> Callable[[Request], str | None]:
+    def read(request: Request) -> str | None:
+        value = request.header(name)
+        return value.decode("latin-1").strip() or None if value else None
+    return read
+
+
+def query_token(name: str) -> Callable[[Request], str | None]:
+    def read(request: Request) -> str | None:
+        return request.query.get(name) or None
+    return read
+
+
+def first_of(*readers: Callable[[Request], str | None]) -> Callable[[Request], str | None]:
+    """The first credential found, in the order given."""
+    def read(request: Request) -> str | None:
+        for reader in readers:
+            token = reader(request)
+            if token:
+                return token
+        return None
+    return read
 
 
 def is_master_key(presented: str | None, master_key: str | None) -> bool:

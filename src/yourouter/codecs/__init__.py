@@ -61,6 +61,10 @@ class DialectCodec(Protocol):
 
     def stream_encoder(self, request: ChatRequest) -> StreamEncoder: ...
 
+
+class EmbeddingsCodec(Protocol):
+    """A dialect that also has an embeddings API (OpenAI, Gemini; not Anthropic)."""
+
     def encode_embeddings_request(self, request: EmbeddingRequest, model: str) -> dict[str, Any]: ...
 
     def decode_embeddings_response(self, payload: dict[str, Any]) -> EmbeddingResponse: ...
@@ -71,5 +75,11 @@ class DialectCodec(Protocol):
 
 @cache
 def codec(name: str) -> DialectCodec:
+    module: Any = importlib.import_module(_MODULES[name])
+    return module  # type: ignore[no-any-return]
+
+
+def embeddings_codec(name: str) -> EmbeddingsCodec:
+    """The embeddings side of a dialect; routing only sends embeddings to providers that have them."""
     module: Any = importlib.import_module(_MODULES[name])
     return module  # type: ignore[no-any-return]

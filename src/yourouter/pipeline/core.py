@@ -22,7 +22,7 @@ import orjson
 
 from yourouter.asgi import BodyTooLarge, Headers, Request, Send, send_bytes
 from yourouter.auth.keys import ClientKey, KeyStore
-from yourouter.codecs import DialectCodec, StreamEncoder, codec
+from yourouter.codecs import DialectCodec, StreamEncoder, codec, embeddings_codec
 from yourouter.codecs.common import check_translatable
 from yourouter.ir.chat import ChatRequest, EmbeddingRequest
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
@@ -199,7 +199,8 @@ class Pipeline:
 
     async def _upstream_body(self, call: Call, provider: Provider, provider_codec: DialectCodec) -> bytes:
         if call.operation == EMBEDDINGS:
-            return orjson.dumps(provider_codec.encode_embeddings_request(call.embeddings_ir(), call.model))
+            return orjson.dumps(embeddings_codec(provider.dialect).encode_embeddings_request(call.embeddings_ir(),
+                                                                                             call.model))
         request = call.ir()
         check_translatable(request, provider.vendor)
         if request.max_tokens is None and provider.config.default_max_tokens:
@@ -240,8 +241,9 @@ class Pipeline:
                     elif response.status >= 400:
                         raise await _translated_client_error(provider_codec, response)
                     elif call.operation == EMBEDDINGS:
-                        await relay_translated_embeddings(send, response, headers, record, started, provider_codec,
-                                                          codec(surface.dialect), call.embeddings_ir())
+                        await relay_translated_embeddings(send, response, headers, record, started,
+                                                          embeddings_codec(provider.dialect),
+                                                          embeddings_codec(surface.dialect), call.embeddings_ir())
                     elif streaming:
                         await relay_translated_stream(request, send, response, headers, record, started,
                                                       provider_codec.stream_decoder(),

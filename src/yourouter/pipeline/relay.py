@@ -21,7 +21,7 @@ from yourouter.ir.usage import Usage
 from yourouter.metering.ledger import UsageRecord
 
 if TYPE_CHECKING:
-    from yourouter.codecs import DialectCodec, StreamDecoder, StreamEncoder, StreamTap
+    from yourouter.codecs import DialectCodec, EmbeddingsCodec, StreamDecoder, StreamEncoder, StreamTap
 
 _SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                          (b"x-accel-buffering", b"no")]
@@ -62,8 +62,8 @@ async def _json_object(response: aiohttp.ClientResponse, record: UsageRecord, st
 
 
 async def relay_translated_embeddings(send: Send, response: aiohttp.ClientResponse, headers: Headers,
-                                      record: UsageRecord, started: float, provider_codec: DialectCodec,
-                                      client_codec: DialectCodec, request: EmbeddingRequest) -> None:
+                                      record: UsageRecord, started: float, provider_codec: EmbeddingsCodec,
+                                      client_codec: EmbeddingsCodec, request: EmbeddingRequest) -> None:
     answer = provider_codec.decode_embeddings_response(await _json_object(response, record, started))
     if answer.usage is None:  # some upstreams do not count embedding tokens: estimate, about four chars a token
         answer = dataclasses.replace(answer, usage=Usage(prompt_tokens=sum(len(t) + 3 for t in request.inputs) // 4))

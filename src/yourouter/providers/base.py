@@ -37,3 +37,31 @@ class Provider(Protocol):
         ...
 
     def supports(self, operation: str) -> bool: ...
+
+
+class HttpProvider:
+    """What every adapter shares: its config, fixed URLs per operation, and precomputed headers."""
+
+    dialect = ""
+
+    def __init__(self, config: ProviderConfig, urls: dict[str, str], headers: dict[str, str]) -> None:
+        self.config = config
+        self._urls = urls
+        self._headers = {"Content-Type": "application/json", "User-Agent": "yourouter", **headers}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def vendor(self) -> str:
+        return self.config.vendor
+
+    def url(self, operation: str, model: str, stream: bool) -> str:
+        return self._urls[operation]
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+    def supports(self, operation: str) -> bool:
+        return operation in self._urls

@@ -5,41 +5,28 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from yourouter.config.schema import ProviderConfig
-from yourouter.providers.base import CHAT, COUNT_TOKENS, EMBEDDINGS
+from yourouter.providers.base import CHAT, COUNT_TOKENS, EMBEDDINGS, HttpProvider
 
 _METHODS = {COUNT_TOKENS: ":countTokens", EMBEDDINGS: ":batchEmbedContents"}
 
 
-class GoogleProvider:
+class GoogleProvider(HttpProvider):
     dialect = "gemini"
 
     def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
         base = config.base_url
         # Accept the base URL with or without the API version, as the google-genai SDK takes it.
         if not base.rsplit("/", 1)[-1].startswith("v1"):
             base += "/v1beta"
         self._base = base
-        self._headers = {"Content-Type": "application/json", "User-Agent": "yourouter"}
-        if config.api_key:
-            self._headers["x-goog-api-key"] = config.api_key
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def vendor(self) -> str:
-        return self.config.vendor
+        headers = {"x-goog-api-key": config.api_key} if config.api_key else {}
+        super().__init__(config, {}, headers)
 
     def url(self, operation: str, model: str, stream: bool) -> str:
         prefix = f"{self._base}/models/{quote(model, safe='.-_')}"
         if operation == CHAT:
             return prefix + (":streamGenerateContent?alt=sse" if stream else ":generateContent")
         return prefix + _METHODS[operation]
-
-    def headers(self) -> dict[str, str]:
-        return self._headers
 
     def supports(self, operation: str) -> bool:
         return operation in (CHAT, EMBEDDINGS, COUNT_TOKENS)

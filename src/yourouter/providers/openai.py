@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 from yourouter.config.schema import ProviderConfig
-from yourouter.providers.base import CHAT, EMBEDDINGS
-
-_PATHS = {CHAT: "/chat/completions", EMBEDDINGS: "/embeddings"}
+from yourouter.providers.base import CHAT, EMBEDDINGS, HttpProvider
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     dialect = "openai"
 
     def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-        self._urls = {operation: config.base_url + path for operation, path in _PATHS.items()}
-        self._headers = {"Content-Type": "application/json", "User-Agent": "yourouter"}
-        if config.api_key:
-            self._headers["Authorization"] = "Bearer " + config.api_key
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def vendor(self) -> str:
-        return self.config.vendor
-
-    def url(self, operation: str, model: str, stream: bool) -> str:
-        return self._urls[operation]
-
-    def headers(self) -> dict[str, str]:
-        return self._headers
-
-    def supports(self, operation: str) -> bool:
-        return operation in self._urls
+        base = config.base_url
+        auth = {"Authorization": "Bearer " + config.api_key} if config.api_key else {}
+        super().__init__(config, {CHAT: base + "/chat/completions", EMBEDDINGS: base + "/embeddings"}, auth)

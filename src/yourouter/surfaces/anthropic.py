@@ -7,47 +7,20 @@ import datetime as dt
 import orjson
 
 from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
-from yourouter.codecs import StreamEncoder
+from yourouter.auth.credentials import bearer_token, first_of, header_token
 from yourouter.codecs import anthropic as codec
 from yourouter.codecs.openai import parse_object
-from yourouter.ir.chat import ChatRequest
 from yourouter.ir.errors import GatewayError, bad_request
 from yourouter.pipeline.core import Call, Pipeline, new_request_id
 from yourouter.pipeline.tokens import estimate_input_tokens
 from yourouter.providers.base import CHAT, COUNT_TOKENS
 from yourouter.routing.catalog import Catalog
+from yourouter.surfaces.base import CodecSurface
 
 PREFIXES = ("", "/anthropic")
 
 
-class AnthropicSurface:
-    dialect = codec.DIALECT
-
-    @staticmethod
-    def credentials(request: Request) -> str | None:
-        key = request.header(b"x-api-key")
-        if key:
-            return key.decode("latin-1").strip() or None
-        raw = request.header(b"authorization")
-        if raw is None:
-            return None
-        scheme, _, token = raw.decode("latin-1").partition(" ")
-        return token.strip() or None if scheme.lower() == "bearer" else None
-
-    @staticmethod
-    def error_body(error: GatewayError) -> bytes:
-        return codec.error_body(error)
-
-    @staticmethod
-    def stream_error_event(error: GatewayError) -> bytes:
-        return codec.stream_error_event(error)
-
-    @staticmethod
-    def stream_encoder(request: ChatRequest) -> StreamEncoder:
-        return codec.stream_encoder(request)
-
-
-SURFACE = AnthropicSurface()
+SURFACE = CodecSurface(codec, first_of(header_token(b"x-api-key"), bearer_token))
 
 
 def _checked(body: bytes) -> tuple[dict[str, object], str]:

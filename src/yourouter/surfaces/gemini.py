@@ -12,6 +12,7 @@ import dataclasses
 import orjson
 
 from yourouter.asgi import Headers, PathRouter, Request, Send, send_bytes, send_json
+from yourouter.auth.credentials import bearer_token, first_of, header_token, query_token
 from yourouter.codecs import StreamEncoder
 from yourouter.codecs import gemini as codec
 from yourouter.codecs.openai import parse_object
@@ -21,6 +22,7 @@ from yourouter.pipeline.core import Call, Pipeline, new_request_id
 from yourouter.pipeline.tokens import estimate_input_tokens
 from yourouter.providers.base import CHAT, COUNT_TOKENS, EMBEDDINGS
 from yourouter.routing.catalog import Catalog
+from yourouter.surfaces.base import CodecSurface
 
 _SSE_FLAG = "_gemini_sse"
 _VERSIONS = ("v1", "v1beta", "v1beta1")
@@ -30,38 +32,15 @@ _METHODS = ("generateContent", "streamGenerateContent", "countTokens", "embedCon
             "predict")
 
 
-class GeminiSurface:
-    dialect = codec.DIALECT
-
-    @staticmethod
-    def credentials(request: Request) -> str | None:
-        key = request.header(b"x-goog-api-key")
-        if key:
-            return key.decode("latin-1").strip() or None
-        raw = request.header(b"authorization")
-        if raw is not None:
-            scheme, _, token = raw.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-        return request.query.get("key") or None
-
-    @staticmethod
-    def error_body(error: GatewayError) -> bytes:
-        return codec.error_body(error)
-
-    @staticmethod
-    def stream_error_event(error: GatewayError) -> bytes:
-        return codec.stream_error_event(error)
-
-    @staticmethod
-    def stream_encoder(request: ChatRequest) -> StreamEncoder:
+class GeminiSurface(CodecSurface):
+    def stream_encoder(self, request: ChatRequest) -> StreamEncoder:
         sse = bool(request.extra.get(_SSE_FLAG, True))
         encoder = codec.GeminiStreamEncoder(request, sse=sse)
         encoder.headers = None if sse else JsonArrayFraming.headers  # type: ignore[attr-defined]
         return encoder
 
 
-SURFACE = GeminiSurface()
+SURFACE = GeminiSurface(codec, first_of(header_token(b"x-goog-api-key"), bearer_token, query_token("key")))
 
 
 class JsonArrayFraming:

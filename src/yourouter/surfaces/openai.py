@@ -6,36 +6,14 @@ import time
 
 from yourouter.asgi import Handler, PathRouter, Request, Send, send_bytes, send_json
 from yourouter.auth.credentials import bearer_token
-from yourouter.codecs import StreamEncoder
 from yourouter.codecs import openai as codec
-from yourouter.ir.chat import ChatRequest
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.pipeline.core import Call, Pipeline, new_request_id
 from yourouter.providers.base import CHAT, EMBEDDINGS
 from yourouter.routing.catalog import Catalog
+from yourouter.surfaces.base import CodecSurface
 
-
-class OpenAISurface:
-    dialect = codec.DIALECT
-
-    @staticmethod
-    def credentials(request: Request) -> str | None:
-        return bearer_token(request)
-
-    @staticmethod
-    def error_body(error: GatewayError) -> bytes:
-        return codec.error_body(error)
-
-    @staticmethod
-    def stream_error_event(error: GatewayError) -> bytes:
-        return codec.stream_error_event(error)
-
-    @staticmethod
-    def stream_encoder(request: ChatRequest) -> StreamEncoder:
-        return codec.stream_encoder(request)
-
-
-SURFACE = OpenAISurface()
+SURFACE = CodecSurface(codec, bearer_token)
 
 
 def parse_chat_call(body: bytes, http_request: Request) -> Call:
