@@ -235,3 +235,80 @@ def test_gemini_models_list(matrix: GatewayHandle) -> None:
     gemini = GeminiClient(matrix.url, STATIC_KEY)  # kept alive: the pager reads through the client lazily
     names = [model.name for model in gemini.client.models.list()]
     assert f"models/{MODELS['gemini']}" in names and f"models/{MODELS['openai']}" in names
+
+
+# Parameters that travel across dialects -------------------------------------------------------------------------
+
+def test_stop_max_tokens_and_finish_reasons_across(matrix: GatewayHandle) -> None:
+    oa = OpenAIClient(matrix.url, STATIC_KEY).client
+    for provider in ("anthropic", "gemini"):
+        stopped = oa.chat.completions.create(model=MODELS[provider], messages=USER, stop=["simulator"])
+        assert stopped.choices[0].finish_reason == "stop"
+        assert stopped.choices[0].message.content == "Hello from the "
+        body = _upstream_requests(matrix, provider)[-1]["body"]
+        assert body.get("stop_sequences", body.get("generationConfig", {}).get("stopSequences")) == ["simulator"]
+        cut = oa.chat.completions.create(model=MODELS[provider], messages=USER, max_tokens=2)
+        assert cut.choices[0].finish_reason == "length"
+    an = anthropic.Anthropic(base_url=matrix.url, api_key=STATIC_KEY, max_retries=0)
+    cut = an.messages.create(model=MODELS["openai"], max_tokens=2, messages=USER)
+    assert cut.stop_reason == "max_tokens"
+    assert _upstream_requests(matrix, "openai")[-1]["body"]["max_completion_tokens"] == 2
+
+
+def test_json_mode_across(matrix: GatewayHandle) -> None:
+    oa = OpenAIClient(matrix.url, STATIC_KEY).client
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+    reply = oa.chat.completions.create(model=MODELS["gemini"], messages=USER, response_format=fmt)
+    assert "answer" in json.loads(reply.choices[0].message.content or "{}")
+    config = _upstream_requests(matrix, "gemini")[-1]["body"]["generationConfig"]
+    assert config["responseMimeType"] == "application/json" and config["responseJsonSchema"] == schema
+    oa.chat.completions.create(model=MODELS["anthropic"], messages=USER, response_format=fmt)
+    assert '"answer"' in _upstream_requests(matrix, "anthropic")[-1]["body"]["system"]
+
+
+def test_reasoning_across(matrix: GatewayHandle) -> None:
+    an = anthropic.Anthropic(base_url=matrix.url, api_key=STATIC_KEY, max_retries=0)
+    reply = an.messages.create(model=MODELS["gemini"], max_tokens=4000, messages=USER,
+                               thinking={"type": "enabled", "budget_tokens": 2048})
+    assert reply.content[0].type == "thinking" and reply.content[-1].type == "text"
+    thinking = _upstream_requests(matrix, "gemini")[-1]["body"]["generationConfig"]["thinkingConfig"]
+    assert thinking["thinkingBudget"] == 2048 and thinking["includeThoughts"] is True
+    oa = OpenAIClient(matrix.url, STATIC_KEY).client
+    raw = oa.chat.completions.with_raw_response.create(model=MODELS["anthropic"], messages=USER,
+                                                       reasoning_effort="high")
+    from tests.support import oaschema
+
+    oaschema.validate(oaschema.CHAT_COMPLETION, json.loads(raw.content))
+    message = json.loads(raw.content)["choices"][0]["message"]
+    assert message["reasoning_content"] and message["content"].endswith("You said: hi")
+    body = _upstream_requests(matrix, "anthropic")[-1]["body"]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 16384} and body["max_tokens"] > 16384
+    effort = an.messages.create(model=MODELS["openai"], max_tokens=4000, messages=USER,
+                                thinking={"type": "enabled", "budget_tokens": 1024})
+    assert effort.content[-1].type == "text"
+    assert _upstream_requests(matrix, "openai")[-1]["body"]["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_translated_openai_responses_match_the_openapi_schema(matrix: GatewayHandle, provider: str) -> None:
+    from tests.support import oaschema
+
+    oaschema.require_spec()
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    for extra in ({}, {"tools": tools}, {"reasoning_effort": "low"}):
+        response = matrix.post("/v1/chat/completions", {"model": MODELS[provider], "messages": USER, **extra})
+        oaschema.validate(oaschema.CHAT_COMPLETION, response.json())
+        streamed = matrix.post("/v1/chat/completions", {"model": MODELS[provider], "messages": USER, "stream": True,
+                                                        "stream_options": {"include_usage": True}, **extra})
+        events = streamed.body.decode().split("\n\n")
+        assert events[-2] == "data: [DONE]"
+        chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+        for chunk in chunks:
+            oaschema.validate(oaschema.CHAT_COMPLETION_CHUNK, chunk)
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    error = matrix.post("/v1/chat/completions", {"model": MODELS[provider], "messages": USER, "n": 2 if
+                                                 provider == "anthropic" else 1, "stop": ["a"] * 6})
+    assert error.status == 400
+    oaschema.validate(oaschema.ERROR, error.json())

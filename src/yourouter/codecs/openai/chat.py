@@ -395,6 +395,9 @@ def encode_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
         text = text_of(choice.parts)
         message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None,
                                    "refusal": None}
+        thoughts = "".join(p.text for p in choice.parts if isinstance(p, Thinking) and not p.redacted)
+        if thoughts:  # the field DeepSeek-style OpenAI-compatible APIs use; the stream encoder emits the same
+            message["reasoning_content"] = thoughts
         if calls:
             message["tool_calls"] = [{"id": c.id, "type": "function",
                                       "function": {"name": c.name, "arguments": c.arguments or "{}"}}
