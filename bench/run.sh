@@ -12,6 +12,9 @@
 # Environment (all optional):
 #   SHARED_BENCH     the harness directory       (default: <repo>/../shared/bench)
 #   YOUROUTER_VENV   venv with yourouter         (default: <repo>/.venv; created + `pip install -e .` if missing)
+#   YOUROUTER_REF    measure this commit instead of the working tree (e.g. HEAD): `git archive` of it is
+#                    installed (not editable) into ${TMPDIR:-/tmp}/yourouter-bench-<sha>, so edits made to src/
+#                    while the benchmark runs cannot change or break what is measured
 #   LITELLM_VENV, PORTKEY_DIR, BENCH_VENV        peers and the mock's venv, as in setup_peers.sh
 #                                                (defaults /tmp/litellm-venv, /tmp/portkey, /tmp/bench-venv)
 #   SKIP_INSTALL=1   install nothing
@@ -24,6 +27,17 @@ SHARED_BENCH="$(cd "$SHARED_BENCH" && pwd)"
 
 export YOUROUTER_ROOT="$ROOT"
 export YOUROUTER_VENV="${YOUROUTER_VENV:-$ROOT/.venv}"
+if [[ -n "${YOUROUTER_REF:-}" ]]; then
+  sha="$(git -C "$ROOT" rev-parse --short=12 "$YOUROUTER_REF^{commit}")"
+  export YOUROUTER_REV="$sha" YOUROUTER_VENV="${TMPDIR:-/tmp}/yourouter-bench-$sha"
+  if ! "$YOUROUTER_VENV/bin/python" -c "import yourouter" 2>/dev/null; then
+    src="$(mktemp -d)"
+    git -C "$ROOT" archive "$sha" | tar -x -C "$src"
+    python3 -m venv "$YOUROUTER_VENV"
+    "$YOUROUTER_VENV/bin/pip" install -q "$src"
+    rm -rf "$src"
+  fi
+fi
 export YOUROUTER_BENCH_STATE="${YOUROUTER_BENCH_STATE:-$HERE/results/state}"
 export LITELLM_VENV="${LITELLM_VENV:-/tmp/litellm-venv}"
 export PORTKEY_DIR="${PORTKEY_DIR:-/tmp/portkey}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -70,6 +71,12 @@ class Gateway:
 
     async def startup(self) -> None:
         await migrate(self.engine)
+        # Everything built so far lives as long as the process: freezing it keeps full collections from
+        # re-scanning it, and a higher gen-0 threshold makes collections rarer (measured: GC took ~10% of the
+        # CPU at concurrency 50, in 74-103 ms pauses that collected nothing).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         self.ledger.start()
         if self.access_log is not None:
             self.access_log.start()

@@ -15,12 +15,12 @@ class FlakyUsage:
         self.rows: list[Mapping[str, Any]] = []
         self.calls = 0
 
-    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def insert_rows(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self.calls += 1
         if self.failures:
             self.failures -= 1
             raise ConnectionError("database down")
-        self.rows.extend(rows)
+        self.rows.extend(dict(zip(columns, row, strict=True)) for row in rows)
 
 
 def test_rows_survive_write_failures_and_close_drains() -> None:

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from yourouter.storage.repositories import UsageRepository
 
@@ -20,7 +21,7 @@ class UsageRecord:
 
     request_id: str
     endpoint: str
-    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    created_at: float = field(default_factory=time.time)  # epoch seconds; converted when written
     key_id: str | None = None
     key_name: str | None = None
     model: str | None = None
@@ -38,6 +39,17 @@ class UsageRecord:
     streamed: bool = False
     attempts: int = 0
     detail: str | None = None
+
+
+#: Ledger columns, in the order `_values` produces them.
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+
+
+def _values(row: UsageRecord) -> tuple[object, ...]:
+    """A row as a plain tuple (no deep copies: `dataclasses.asdict` cost ~45 us a row here)."""
+    values = [getattr(row, name) for name in COLUMNS]
+    values[2] = dt.datetime.fromtimestamp(row.created_at, dt.UTC)
+    return tuple(values)
 
 
 class UsageLedger:
@@ -88,7 +100,7 @@ class UsageLedger:
         """Write everything pending now. Rows are removed only after their batch is committed."""
         while self._pending:
             batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
-            await self._repository.insert_many([asdict(row) for row in batch])
+            await self._repository.insert_rows(COLUMNS, [_values(row) for row in batch])
             for _ in batch:
                 self._pending.popleft()
             self.written += len(batch)

@@ -14,6 +14,7 @@ class Catalog:
     def __init__(self, providers: Iterable[Provider]) -> None:
         self._by_model: dict[str, list[Provider]] = {}
         self._vendors: dict[str, list[Provider]] = {}
+        self._memo: dict[tuple[str, str | None, str], list[Provider]] = {}
         for provider in providers:
             self._vendors.setdefault(provider.vendor, []).append(provider)
             for model in provider.config.models:
@@ -29,6 +30,15 @@ class Catalog:
 
     def candidates(self, model: str, vendor: str | None, endpoint: str) -> list[Provider]:
         """Deployments that may serve `model` for `endpoint`, in preference order; a 400 when there are none."""
+        key = (model, vendor, endpoint)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._candidates(model, vendor, endpoint)
+            if len(self._memo) < 10_000:  # the catalog never changes; only valid combinations are remembered
+                self._memo[key] = found
+        return found
+
+    def _candidates(self, model: str, vendor: str | None, endpoint: str) -> list[Provider]:
         serving = self._by_model.get(model)
         if not serving:
             raise bad_request(f"The model `{model}` does not exist or is not served by this gateway.",
