@@ -312,3 +312,31 @@ def test_translated_openai_responses_match_the_openapi_schema(matrix: GatewayHan
                                                  provider == "anthropic" else 1, "stop": ["a"] * 6})
     assert error.status == 400
     oaschema.validate(oaschema.ERROR, error.json())
+
+
+def test_tool_choice_and_sampling_across(matrix: GatewayHandle) -> None:
+    oa = OpenAIClient(matrix.url, STATIC_KEY).client
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}},
+             {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+    forced = {"type": "function", "function": {"name": "get_time"}}
+    reply = oa.chat.completions.create(model=MODELS["anthropic"], messages=USER, tools=tools, tool_choice=forced,
+                                       temperature=1.5, top_p=0.9)
+    assert reply.choices[0].message.tool_calls[0].function.name == "get_time"
+    body = _upstream_requests(matrix, "anthropic")[-1]["body"]
+    assert body["tool_choice"] == {"type": "tool", "name": "get_time"}
+    assert body["temperature"] == 1.0 and body["top_p"] == 0.9  # Anthropic's range is 0..1
+    reply = oa.chat.completions.create(model=MODELS["gemini"], messages=USER, tools=tools, tool_choice=forced,
+                                       temperature=1.5)
+    assert reply.choices[0].message.tool_calls[0].function.name == "get_time"
+    body = _upstream_requests(matrix, "gemini")[-1]["body"]
+    assert body["toolConfig"]["functionCallingConfig"] == {"mode": "ANY", "allowedFunctionNames": ["get_time"]}
+    assert body["generationConfig"]["temperature"] == 1.5
+    oa.chat.completions.create(model=MODELS["anthropic"], messages=USER, tools=tools, tool_choice="none")
+    assert _upstream_requests(matrix, "anthropic")[-1]["body"]["tool_choice"] == {"type": "none"}
+    an = anthropic.Anthropic(base_url=matrix.url, api_key=STATIC_KEY, max_retries=0)
+    an.messages.create(model=MODELS["openai"], max_tokens=50, messages=USER, extra_body={"top_k": 5},
+                       tools=[{"name": "get_time", "input_schema": {"type": "object"}}],
+                       tool_choice={"type": "any", "disable_parallel_tool_use": True})
+    body = _upstream_requests(matrix, "openai")[-1]["body"]
+    assert body["tool_choice"] == "required" and body["parallel_tool_calls"] is False and "top_k" not in body
