@@ -45,7 +45,7 @@ def test_errors_name_the_key(raw: dict, message: str) -> None:
 def test_environment_fallback() -> None:
     settings = settings_from_env({"OPENAI_API_KEY": "sk-env", "YOUROUTER_MASTER_KEY": "mk"})
     assert settings.providers[0].api_key == "sk-env" and settings.providers[0].vendor == "openai"
-    assert "gpt-4o" in settings.providers[0].models and settings.master_key == "mk"
+    assert "gpt-4o" in [m.name for m in settings.providers[0].models] and settings.master_key == "mk"
     assert settings_from_env({}).providers == []
 
 

@@ -26,9 +26,9 @@ def _catalog() -> Catalog:
 
 def test_candidates_in_config_order_and_vendor_pinning() -> None:
     catalog = _catalog()
-    assert [p.name for p in catalog.candidates("m1", None, "chat")] == ["a", "b", "c"]
-    assert [p.name for p in catalog.candidates("m1", "AUTO", "chat")] == ["a", "b", "c"]
-    assert [p.name for p in catalog.candidates("m1", "Azure", "chat")] == ["b", "c"]
+    assert [r.provider.name for r in catalog.candidates("m1", None, "chat")] == ["a", "b", "c"]
+    assert [r.provider.name for r in catalog.candidates("m1", "AUTO", "chat")] == ["a", "b", "c"]
+    assert [r.provider.name for r in catalog.candidates("m1", "Azure", "chat")] == ["b", "c"]
     assert catalog.models() == [("m1", ("openai", "azure")), ("m2", ("openai",))]
 
 

@@ -24,6 +24,18 @@ class StaticKey(_Strict):
     models: list[str] = Field(default_factory=lambda: ["*"])
 
 
+class ModelEntry(_Strict):
+    """A model a deployment serves: the name clients use, the upstream's own name, and aliases."""
+
+    name: str = Field(min_length=1)
+    upstream: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream or self.name
+
+
 class ProviderConfig(_Strict):
     """One upstream deployment."""
 
@@ -32,12 +44,19 @@ class ProviderConfig(_Strict):
     type: ProviderType = "openai"
     base_url: str
     api_key: str | None = None
-    models: list[str] = Field(min_length=1)
+    models: list[ModelEntry] = Field(min_length=1)
     #: Anthropic needs `max_tokens`; used when the client gave none (default: per model family).
     default_max_tokens: int | None = Field(default=None, ge=1)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     read_timeout_s: float = Field(default=600.0, gt=0)
     max_connections: int = Field(default=0, ge=0)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _model_entries(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
 
     @field_validator("base_url")
     @classmethod

@@ -39,7 +39,7 @@ from yourouter.pipeline.relay import (
 )
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.providers.base import CHAT, EMBEDDINGS, Provider
-from yourouter.routing.catalog import Catalog
+from yourouter.routing.catalog import Catalog, Route
 
 log = logging.getLogger("yourouter.pipeline")
 
@@ -67,6 +67,8 @@ class Call:
     decode_embeddings: Callable[[], EmbeddingRequest] | None = None
     #: Translate even to a deployment of the client's dialect (when the client's form has no upstream twin).
     translate_always: bool = False
+    #: The body names the model (OpenAI, Anthropic); Gemini's is in the URL. Aliases rewrite it for the upstream.
+    model_in_body: bool = True
     _ir: ChatRequest | None = None
 
     def embeddings_ir(self) -> EmbeddingRequest:
@@ -162,14 +164,15 @@ class Pipeline:
             key = await self.authenticate(request, surface)
             record.key_id, record.key_name = key.id, key.name
             call = parse(await self.read_body(request), request)
-            record.model, record.streamed, record.endpoint = call.model, call.stream, call.endpoint
-            if not key.allows(call.model):
+            model, pinned = self.catalog.split_vendor_prefix(call.model)
+            record.model, record.streamed, record.endpoint = model, call.stream, call.endpoint
+            if not key.allows(model):
                 raise GatewayError(401, ErrorKind.PERMISSION,
-                                   f"This API key is not allowed to use the model `{call.model}`.",
+                                   f"This API key is not allowed to use the model `{model}`.",
                                    param="model", code="model_not_allowed")
-            vendor = request.header(b"vendor")
-            candidates = self.catalog.candidates(call.model, vendor.decode("latin-1") if vendor else None,
-                                                 call.operation if call.local_answer is None else CHAT)
+            header = request.header(b"vendor")
+            vendor = pinned or (header.decode("latin-1") if header else None)
+            candidates = self.catalog.candidates(model, vendor, call.operation if call.local_answer is None else CHAT)
             await self._attempt(request, send, surface, call, candidates, record, base_headers, started)
         except GatewayError as error:
             await self._send_error(send, surface, error, record, base_headers)
@@ -201,25 +204,36 @@ class Pipeline:
         if record.deployment is None:
             return []
         return [(b"x-yourouter-vendor", (record.vendor or "").encode()),
-                (b"x-yourouter-provider", record.deployment.encode())]
+                (b"x-yourouter-provider", record.deployment.encode()),
+                (b"x-yourouter-attempts", str(record.attempts).encode())]
 
-    async def _upstream_body(self, call: Call, provider: Provider, provider_codec: DialectCodec) -> bytes:
+    @staticmethod
+    def _same_dialect_body(call: Call, upstream_model: str) -> bytes:
+        if not call.model_in_body or upstream_model == call.model:
+            return call.body
+        payload = orjson.loads(call.body)  # an alias or a vendor prefix: the upstream gets its own model name
+        payload["model"] = upstream_model
+        return orjson.dumps(payload)
+
+    async def _upstream_body(self, call: Call, route: Route, provider_codec: DialectCodec) -> bytes:
+        provider, model = route.provider, route.upstream_model
         if call.operation == EMBEDDINGS:
             return orjson.dumps(embeddings_codec(provider.dialect).encode_embeddings_request(call.embeddings_ir(),
-                                                                                             call.model))
+                                                                                             model))
         request = call.ir()
         check_translatable(request, provider.vendor)
         if request.max_tokens is None and provider.config.default_max_tokens:
             request = dataclasses.replace(request, max_tokens=provider.config.default_max_tokens)
         if getattr(provider_codec, "needs_inline", None) is not None:
             request = await self.images.inline(request, provider_codec.needs_inline)  # type: ignore[attr-defined]
-        return orjson.dumps(provider_codec.encode_request(request, call.model))
+        return orjson.dumps(provider_codec.encode_request(request, model))
 
-    async def _attempt(self, request: Request, send: Send, surface: Surface, call: Call, candidates: list[Provider],
+    async def _attempt(self, request: Request, send: Send, surface: Surface, call: Call, candidates: list[Route],
                        record: UsageRecord, base_headers: Headers, started: float) -> None:
         """Try deployments in order until one answers; fail over on connection errors, timeouts, 429 and 5xx."""
-        last_error: GatewayError | None = None
-        for attempt, provider in enumerate(candidates[: self.max_attempts], start=1):
+        errors: list[GatewayError] = []
+        for attempt, route in enumerate(candidates[: self.max_attempts], start=1):
+            provider = route.provider
             record.attempts, record.vendor, record.deployment = attempt, provider.vendor, provider.name
             provider_codec = codec(provider.dialect)
             same = provider.dialect == surface.dialect and not call.translate_always
@@ -228,14 +242,15 @@ class Pipeline:
                 headers = [*base_headers, *self._routing_headers(record), (b"content-type", b"application/json")]
                 await send_bytes(send, 200, call.local_answer(), headers)
                 return
-            body = call.body if same else await self._upstream_body(call, provider, provider_codec)
-            url = provider.url(call.operation, call.model, call.stream)
+            body = (self._same_dialect_body(call, route.upstream_model) if same
+                    else await self._upstream_body(call, route, provider_codec))
+            url = provider.url(call.operation, route.upstream_model, call.stream)
             headers = [*base_headers, *self._routing_headers(record)]
             try:
                 async with self.upstream.post(provider, url, body, call.passthrough_headers if same else None
                                               ) as response:
                     if response.status >= 500 or response.status in _RETRYABLE_UPSTREAM:
-                        last_error = await _upstream_failure(provider, response)
+                        errors.append(await _upstream_failure(provider, response))
                         continue
                     streaming = call.stream and response.content_type == "text/event-stream"
                     if same and streaming:
@@ -259,14 +274,22 @@ class Pipeline:
                                                     codec(surface.dialect), call.ir())
                     return
             except TimeoutError:
-                last_error = GatewayError(500, ErrorKind.TIMEOUT, f"Upstream {provider.name} timed out.",
-                                          code="upstream_timeout")
+                errors.append(GatewayError(500, ErrorKind.TIMEOUT, f"Upstream {provider.name} timed out.",
+                                           code="upstream_timeout"))
             except aiohttp.ClientError as exc:
-                last_error = GatewayError(500, ErrorKind.UPSTREAM,
-                                          f"Upstream {provider.name} could not be reached ({type(exc).__name__}).",
-                                          code="upstream_unreachable")
-        assert last_error is not None
-        raise last_error
+                errors.append(GatewayError(500, ErrorKind.UPSTREAM,
+                                           f"Upstream {provider.name} could not be reached ({type(exc).__name__}).",
+                                           code="upstream_unreachable"))
+        raise _final_error(errors)
+
+
+def _final_error(errors: list[GatewayError]) -> GatewayError:
+    """The most meaningful of the attempts' errors: a 429 when every deployment was rate limited, else the last
+    failure that was not a rate limit (a 500)."""
+    others = [e for e in errors if e.kind != ErrorKind.RATE_LIMIT]
+    if not others:
+        return min(errors, key=lambda e: float(e.retry_after or 0) if (e.retry_after or "").isdigit() else 0.0)
+    return others[-1]
 
 
 async def _upstream_failure(provider: Provider, response: aiohttp.ClientResponse) -> GatewayError:

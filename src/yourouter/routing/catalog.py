@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from yourouter.ir.errors import bad_request
 from yourouter.providers.base import Provider
@@ -10,25 +11,46 @@ from yourouter.providers.base import Provider
 AUTO = "auto"
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to serve a requested model: a deployment and the model name that deployment knows it by."""
+
+    provider: Provider
+    upstream_model: str
+
+
 class Catalog:
     def __init__(self, providers: Iterable[Provider]) -> None:
-        self._by_model: dict[str, list[Provider]] = {}
+        self._by_model: dict[str, list[Route]] = {}
+        self._listed: dict[str, list[Provider]] = {}  # what GET /v1/models shows: names, not aliases
         self._vendors: dict[str, list[Provider]] = {}
-        self._memo: dict[tuple[str, str | None, str], list[Provider]] = {}
+        self._memo: dict[tuple[str, str | None, str], list[Route]] = {}
         for provider in providers:
             self._vendors.setdefault(provider.vendor, []).append(provider)
-            for model in provider.config.models:
-                self._by_model.setdefault(model, []).append(provider)
+            for entry in provider.config.models:
+                self._listed.setdefault(entry.name, []).append(provider)
+                for name in (entry.name, *entry.aliases):
+                    self._by_model.setdefault(name, []).append(Route(provider, entry.upstream_name))
 
     def models(self) -> list[tuple[str, tuple[str, ...]]]:
         """(model, vendors serving it), in config order."""
         return [(model, tuple(dict.fromkeys(p.vendor for p in providers)))
-                for model, providers in self._by_model.items()]
+                for model, providers in self._listed.items()]
 
     def serves(self, model: str) -> bool:
         return model in self._by_model
 
-    def candidates(self, model: str, vendor: str | None, endpoint: str) -> list[Provider]:
+    def split_vendor_prefix(self, model: str) -> tuple[str, str | None]:
+        """`anthropic/claude-x` -> (`claude-x`, `anthropic`) when `anthropic` is a vendor and the whole string is not
+        itself a model name; otherwise (model, None)."""
+        if "/" not in model or model in self._by_model:
+            return model, None
+        prefix, _, rest = model.partition("/")
+        if prefix.lower() in self._vendors and rest:
+            return rest, prefix.lower()
+        return model, None
+
+    def candidates(self, model: str, vendor: str | None, endpoint: str) -> list[Route]:
         """Deployments that may serve `model` for `endpoint`, in preference order; a 400 when there are none."""
         key = (model, vendor, endpoint)
         found = self._memo.get(key)
@@ -38,7 +60,7 @@ class Catalog:
                 self._memo[key] = found
         return found
 
-    def _candidates(self, model: str, vendor: str | None, endpoint: str) -> list[Provider]:
+    def _candidates(self, model: str, vendor: str | None, endpoint: str) -> list[Route]:
         serving = self._by_model.get(model)
         if not serving:
             raise bad_request(f"The model `{model}` does not exist or is not served by this gateway.",
@@ -49,13 +71,13 @@ class Catalog:
                 known = ", ".join(sorted(self._vendors)) or "none"
                 raise bad_request(f"Unknown vendor `{vendor}`. Configured vendors: {known} (or `auto`).",
                                   param="vendor", code="unknown_vendor")
-            chosen = [p for p in serving if p.vendor == pinned]
+            chosen = [r for r in serving if r.provider.vendor == pinned]
             if not chosen:
-                options = ", ".join(sorted({p.vendor for p in serving}))
+                options = ", ".join(sorted({r.provider.vendor for r in serving}))
                 raise bad_request(f"Vendor `{vendor}` does not serve the model `{model}`. "
                                   f"Vendors that do: {options} (or `auto`).", param="vendor", code="vendor_mismatch")
             serving = chosen
-        able = [p for p in serving if p.supports(endpoint)]
+        able = [r for r in serving if r.provider.supports(endpoint)]
         if not able:
             raise bad_request(f"The model `{model}` is not available for {endpoint}.", param="model",
                               code="model_not_found")

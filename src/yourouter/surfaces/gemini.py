@@ -89,9 +89,9 @@ def _generate_call(body: bytes, request: Request, model: str, method: str) -> Ca
             return orjson.dumps({"totalTokens": estimate_input_tokens(codec.decode_request(inner, model, False))})
 
         return Call(endpoint="gemini.countTokens", operation=COUNT_TOKENS, model=model, body=body, decode=decode,
-                    local_answer=estimate)
+                    local_answer=estimate, model_in_body=False)
     return Call(endpoint=f"gemini.{method}", operation=CHAT, model=model, body=body, stream=stream, decode=decode,
-                stream_framing=JsonArrayFraming if stream and not sse else None)
+                stream_framing=JsonArrayFraming if stream and not sse else None, model_in_body=False)
 
 
 def _embed_call(body: bytes, model: str, method: str) -> Call:
@@ -100,7 +100,7 @@ def _embed_call(body: bytes, model: str, method: str) -> Call:
     # Upstreams are always asked for the batch form, so the other forms are translated even to Google.
     return Call(endpoint=f"gemini.{method}", operation=EMBEDDINGS, model=model, body=body,
                 decode_embeddings=lambda: codec.decode_embeddings_request(payload, model, form=form),
-                translate_always=form != "batch")
+                translate_always=form != "batch", model_in_body=False)
 
 
 class GeminiRoutes:

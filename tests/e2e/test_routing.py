@@ -1,0 +1,79 @@
+"""Routing: model aliases and upstream names, vendor prefixes, attempts header, the final error's choice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway import STATIC_KEY, GatewayHandle, start_gateway
+from yourouter.config import settings_from_mapping
+
+UPSTREAM_KEY = "sk-upstream-secret-0001"
+USER = [{"role": "user", "content": "route me"}]
+
+
+@pytest.fixture(scope="module")
+def routed(sim_a: str, sim_b: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
+    db: Path = tmp_path_factory.mktemp("routing") / "gw.db"
+    config = {
+        "database_url": f"sqlite:///{db}",
+        "usage": {"flush_interval_s": 0.05},
+        "keys": [{"key": STATIC_KEY, "name": "router", "models": ["*"]}],
+        "providers": [
+            {"name": "r-a", "vendor": "openai", "base_url": f"{sim_a}/v1", "api_key": UPSTREAM_KEY,
+             "models": [{"name": "gpt-4o", "upstream": "gpt-4o-2024-08-06", "aliases": ["gpt4o-latest"]}, "shared"]},
+            {"name": "r-b", "vendor": "azure", "base_url": f"{sim_b}/v1", "api_key": UPSTREAM_KEY,
+             "models": ["shared", {"name": "team/model", "upstream": "real-model"}]},
+        ],
+    }
+    with start_gateway(settings_from_mapping(config, env={}), sims={"a": sim_a, "b": sim_b}) as gateway:
+        yield gateway
+
+
+def _chat(gateway: GatewayHandle, model: str) -> tuple[int, dict[str, str], dict]:
+    response = gateway.post("/v1/chat/completions", {"model": model, "messages": USER})
+    return response.status, response.headers, response.json()
+
+
+def test_aliases_and_upstream_names(routed: GatewayHandle) -> None:
+    for requested in ("gpt-4o", "gpt4o-latest"):
+        status, headers, _ = _chat(routed, requested)
+        assert status == 200 and headers["x-yourouter-provider"] == "r-a"
+        assert routed.sim_requests("a")[-1]["body"]["model"] == "gpt-4o-2024-08-06"
+    listed = [m.id for m in routed.client().models.list()]
+    assert listed == ["gpt-4o", "shared", "team/model"]  # names, not aliases
+
+
+def test_vendor_prefix_pins_like_the_header(routed: GatewayHandle) -> None:
+    status, headers, _ = _chat(routed, "azure/shared")
+    assert status == 200 and headers["x-yourouter-provider"] == "r-b"
+    assert routed.sim_requests("b")[-1]["body"]["model"] == "shared"
+    status, headers, _ = _chat(routed, "openai/shared")
+    assert status == 200 and headers["x-yourouter-provider"] == "r-a"
+    status, headers, _ = _chat(routed, "team/model")  # a model whose own name has a slash
+    assert status == 200 and routed.sim_requests("b")[-1]["body"]["model"] == "real-model"
+    status, _, body = _chat(routed, "openai/team/model")
+    assert status == 400 and "does not serve" in body["error"]["message"]
+    status, _, body = _chat(routed, "nope/shared")
+    assert status == 400 and body["error"]["code"] == "model_not_found"
+
+
+def test_attempts_header_counts_failover(routed: GatewayHandle) -> None:
+    status, headers, _ = _chat(routed, "shared")
+    assert status == 200 and headers["x-yourouter-attempts"] == "1"
+    routed.fault("a", kind="status", status=500, count=1)
+    status, headers, _ = _chat(routed, "shared")
+    assert status == 200 and headers["x-yourouter-attempts"] == "2" and headers["x-yourouter-provider"] == "r-b"
+
+
+def test_final_error_is_the_most_meaningful(routed: GatewayHandle) -> None:
+    routed.fault("a", kind="status", status=429, retry_after=5, count=1)
+    routed.fault("b", kind="status", status=429, retry_after=3, count=1)
+    status, headers, body = _chat(routed, "shared")
+    assert status == 429 and headers["retry-after"] == "3" and body["error"]["code"] == "rate_limit_exceeded"
+    routed.fault("a", kind="status", status=429, retry_after=5, count=1)
+    routed.fault("b", kind="status", status=502, count=1)
+    status, _, body = _chat(routed, "shared")
+    assert status == 500 and "r-b" in body["error"]["message"]
