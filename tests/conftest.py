@@ -52,10 +52,13 @@ def postgres_url() -> Iterator[str]:
 def _clean_simulators(request: pytest.FixtureRequest) -> Iterator[None]:
     """Faults queued by one test never leak into the next."""
     yield
-    if "gateway" in request.fixturenames:
-        handle: GatewayHandle = request.getfixturevalue("gateway")
-        for url in handle.sims.values():
-            handle.sim_control(url, "DELETE", "/_sim/faults")
+    for name in ("gateway", "matrix", "routed", "breaker"):
+        if name in request.fixturenames:
+            handle: GatewayHandle = request.getfixturevalue(name)
+            for url in handle.sims.values():
+                handle.sim_control(url, "DELETE", "/_sim/faults")
+            if handle.app is not None:
+                handle.app.health_board.reset()  # cooldowns learned in one test never steer the next
 
 
 def run_async(coro: Any) -> Any:

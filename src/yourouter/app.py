@@ -20,6 +20,8 @@ from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.providers.registry import build_provider
 from yourouter.routing.catalog import Catalog
+from yourouter.routing.health import BreakerPolicy, HealthBoard
+from yourouter.routing.policy import RoutingPolicy
 from yourouter.storage.db import create_engine, migrate
 from yourouter.storage.repositories import KeyRepository, UsageRepository
 from yourouter.surfaces.admin import AdminRoutes
@@ -45,6 +47,11 @@ class Gateway:
         self.keys = KeyStore(settings.keys, KeyRepository(self.engine), settings.key_cache_ttl_s)
         self.providers = [build_provider(config) for config in settings.providers]
         self.catalog = Catalog(self.providers)
+        routing = settings.routing
+        breaker = BreakerPolicy(failures=routing.cooldown_failures, window_s=routing.cooldown_window_s,
+                                cooldown_s=routing.cooldown_s)
+        self.health_board = HealthBoard(breaker)
+        self.policy = RoutingPolicy(self.health_board, routing.strategy)
         self.upstream = UpstreamPool(self.providers)
         self.usage = UsageRepository(self.engine)
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,
@@ -53,7 +60,7 @@ class Gateway:
         self.access_log = AccessLog() if settings.log_requests and access_log.isEnabledFor(logging.INFO) else None
         self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
                                  max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
-                                 images=self.images, access_log=self.access_log)
+                                 images=self.images, access_log=self.access_log, policy=self.policy)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
         anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)

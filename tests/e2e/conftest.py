@@ -28,6 +28,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
         config = {
             "database_url": f"sqlite:///{db}",
             "usage": {"flush_interval_s": 0.05},
+            "routing": {"strategy": "ordered", "cooldown_failures": 1000},
             "media": {"allow_private_networks": True},  # the test image server is on 127.0.0.1
             "keys": [{"key": STATIC_KEY, "name": "matrix", "models": ["*"]}],
             "providers": [

@@ -20,6 +20,7 @@ def routed(sim_a: str, sim_b: str, tmp_path_factory: pytest.TempPathFactory) -> 
     config = {
         "database_url": f"sqlite:///{db}",
         "usage": {"flush_interval_s": 0.05},
+        "routing": {"strategy": "ordered", "cooldown_failures": 1000},
         "keys": [{"key": STATIC_KEY, "name": "router", "models": ["*"]}],
         "providers": [
             {"name": "r-a", "vendor": "openai", "base_url": f"{sim_a}/v1", "api_key": UPSTREAM_KEY,
@@ -77,3 +78,87 @@ def test_final_error_is_the_most_meaningful(routed: GatewayHandle) -> None:
     routed.fault("b", kind="status", status=502, count=1)
     status, _, body = _chat(routed, "shared")
     assert status == 500 and "r-b" in body["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def breaker(sim_a: str, sim_b: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
+    db: Path = tmp_path_factory.mktemp("breaker") / "gw.db"
+    config = {
+        "database_url": f"sqlite:///{db}",
+        "usage": {"flush_interval_s": 0.05},
+        "keys": [{"key": STATIC_KEY, "name": "router", "models": ["*"]}],
+        "routing": {"strategy": "latency", "cooldown_failures": 2, "cooldown_window_s": 10, "cooldown_s": 0.5},
+        "providers": [
+            {"name": "second", "vendor": "openai", "base_url": f"{sim_b}/v1", "api_key": UPSTREAM_KEY,
+             "priority": 1, "models": ["m"]},
+            {"name": "first", "vendor": "openai", "base_url": f"{sim_a}/v1", "api_key": UPSTREAM_KEY,
+             "priority": 0, "max_concurrency": 1, "models": ["m"]},
+            {"name": "slow-start", "vendor": "slowco", "base_url": f"{sim_a}/v1", "api_key": UPSTREAM_KEY,
+             "first_byte_timeout_s": 0.3, "models": ["slow"]},
+        ],
+    }
+    with start_gateway(settings_from_mapping(config, env={}), sims={"a": sim_a, "b": sim_b}) as gateway:
+        yield gateway
+
+
+def test_priority_then_cooldown_and_half_open_recovery(breaker: GatewayHandle) -> None:
+    import time
+
+    assert _chat(breaker, "m")[1]["x-yourouter-provider"] == "first"  # priority 0 before priority 1
+    breaker.fault("a", kind="status", status=500, count=2)
+    for _ in range(2):  # two failures within the window open the breaker
+        status, headers, _ = _chat(breaker, "m")
+        assert status == 200 and headers["x-yourouter-provider"] == "second" and headers["x-yourouter-attempts"] == "2"
+    status, headers, _ = _chat(breaker, "m")
+    assert headers["x-yourouter-provider"] == "second" and headers["x-yourouter-attempts"] == "1"  # skipped
+    time.sleep(0.6)  # cooldown over: the next request probes "first" (half-open) and closes the breaker
+    assert _chat(breaker, "m")[1]["x-yourouter-provider"] == "first"
+    assert _chat(breaker, "m")[1]["x-yourouter-provider"] == "first"
+
+
+def test_retry_after_starts_a_cooldown(breaker: GatewayHandle) -> None:
+    breaker.fault("a", kind="status", status=429, retry_after=1, count=1)
+    assert _chat(breaker, "m")[1]["x-yourouter-attempts"] == "2"
+    assert _chat(breaker, "m")[1]["x-yourouter-provider"] == "second"  # cooling down for Retry-After
+
+
+def test_busy_deployment_goes_last(breaker: GatewayHandle) -> None:
+    import concurrent.futures
+
+    slow = {"model": "m", "messages": [{"role": "user", "content": "wait [sim:delay_ms=600]"}]}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(breaker.post, "/v1/chat/completions", slow)
+        import time
+
+        time.sleep(0.2)  # "first" (max_concurrency 1) is now at its cap
+        assert _chat(breaker, "m")[1]["x-yourouter-provider"] == "second"
+        assert pending.result().headers["x-yourouter-provider"] == "first"
+
+
+def test_first_byte_timeout(breaker: GatewayHandle) -> None:
+    import time
+
+    started = time.monotonic()
+    response = breaker.post("/v1/chat/completions",
+                            {"model": "slow", "messages": [{"role": "user", "content": "x [sim:delay_ms=3000]"}]})
+    assert response.status == 500 and response.json()["error"]["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 2
+
+
+def test_client_disconnect_cancels_a_non_stream_request(breaker: GatewayHandle) -> None:
+    import http.client
+    import json
+    import time
+
+    connection = http.client.HTTPConnection(breaker.url.removeprefix("http://"), timeout=5)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x [sim:delay_ms=4000]"}]})
+    connection.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {STATIC_KEY}",
+                                                              "Content-Type": "application/json"})
+    time.sleep(0.3)
+    connection.close()  # the client goes away while the upstream is still thinking
+    rows = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not rows:
+        rows = [r for r in breaker.usage_rows_where("outcome", "cancelled")]
+        time.sleep(0.1)
+    assert rows and rows[-1]["latency_ms"] < 1500 and rows[-1]["error_type"] == "client_disconnected"

@@ -41,6 +41,8 @@ def gateway_config(sim_a: str, sim_b: str, database_url: str) -> dict[str, Any]:
         "master_key": MASTER_KEY,
         "max_body_bytes": MAX_BODY,
         "usage": {"flush_interval_s": 0.05},
+        # Deterministic order for assertions about which deployment served; cooldowns off unless a test wants them.
+        "routing": {"strategy": "ordered", "cooldown_failures": 1000},
         "keys": [
             {"key": STATIC_KEY, "name": "static-all", "models": ["*"]},
             {"key": LIMITED_KEY, "name": "static-limited", "models": ["gpt-4o-mini"]},
@@ -91,6 +93,7 @@ class GatewayHandle:
     url: str
     settings: Settings
     sims: dict[str, str] = field(default_factory=dict)
+    app: Gateway | None = None
 
     @property
     def base_url(self) -> str:
@@ -121,6 +124,22 @@ class GatewayHandle:
     def sim_requests(self, sim: str) -> list[dict[str, Any]]:
         return list(self.sim_control(self.sims[sim], "GET", "/_sim/requests").json())
 
+    def usage_rows_where(self, column: str, value: Any) -> list[dict[str, Any]]:
+        async def query() -> list[dict[str, Any]]:
+            from sqlalchemy import select
+
+            from yourouter.storage.tables import usage
+
+            engine = create_engine(self.settings.database_url)
+            try:
+                async with engine.connect() as conn:
+                    result = await conn.execute(select(usage).where(usage.c[column] == value))
+                    return [dict(row._mapping) for row in result]
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(query())
+
     def usage_rows(self, request_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The ledger rows of one request, waiting for the batched writer."""
         return usage_rows(self.settings.database_url, request_id, timeout)
@@ -144,5 +163,6 @@ def usage_rows(database_url: str, request_id: str, timeout: float = 5.0) -> list
 
 @contextmanager
 def start_gateway(settings: Settings, sims: dict[str, str] | None = None) -> Iterator[GatewayHandle]:
-    with serve_in_thread(Gateway(settings)) as url:
-        yield GatewayHandle(url=url, settings=settings, sims=sims or {})
+    app = Gateway(settings)
+    with serve_in_thread(app) as url:
+        yield GatewayHandle(url=url, settings=settings, sims=sims or {}, app=app)

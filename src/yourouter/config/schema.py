@@ -47,8 +47,14 @@ class ProviderConfig(_Strict):
     models: list[ModelEntry] = Field(min_length=1)
     #: Anthropic needs `max_tokens`; used when the client gave none (default: per model family).
     default_max_tokens: int | None = Field(default=None, ge=1)
+    priority: int = 0  # lower is tried first
+    weight: float = Field(default=1.0, gt=0)  # for `routing.strategy: weighted`
+    max_concurrency: int | None = Field(default=None, ge=1)  # at the cap the deployment counts as busy
+    rpm: int | None = Field(default=None, ge=1)  # requests a minute before it counts as busy
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    read_timeout_s: float = Field(default=600.0, gt=0)
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)  # until the response headers arrive
+    read_timeout_s: float = Field(default=600.0, gt=0)  # longest silence between chunks once started
+    total_timeout_s: float | None = Field(default=None, gt=0)  # whole request, streams included; None = no cap
     max_connections: int = Field(default=0, ge=0)
 
     @field_validator("models", mode="before")
@@ -88,6 +94,13 @@ class MediaConfig(_Strict):
     fetch_timeout_s: float = Field(default=10.0, gt=0)
 
 
+class RoutingConfig(_Strict):
+    strategy: Literal["latency", "least-busy", "weighted", "ordered"] = "latency"
+    cooldown_failures: int = Field(default=3, ge=1)  # failures within the window that start a cooldown
+    cooldown_window_s: float = Field(default=30.0, gt=0)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(_Strict):
     """The whole resolved configuration."""
 
@@ -104,6 +117,7 @@ class Settings(_Strict):
     max_attempts: int = Field(default=3, ge=1)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).
     demo: bool = False
 

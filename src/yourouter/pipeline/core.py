@@ -9,12 +9,13 @@ way.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ from yourouter.metering.ledger import UsageLedger, UsageRecord
 from yourouter.observability.logs import AccessLog
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.relay import (
+    disconnected,
     relay_body,
     relay_stream,
     relay_translated_body,
@@ -40,6 +42,7 @@ from yourouter.pipeline.relay import (
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.providers.base import CHAT, EMBEDDINGS, Provider
 from yourouter.routing.catalog import Catalog, Route
+from yourouter.routing.policy import RoutingPolicy
 
 log = logging.getLogger("yourouter.pipeline")
 
@@ -124,7 +127,8 @@ def _is_json_content_type(value: bytes | None) -> bool:
 
 class Pipeline:
     def __init__(self, *, keys: KeyStore, catalog: Catalog, upstream: UpstreamPool, ledger: UsageLedger,
-                 max_body_bytes: int, max_attempts: int, images: InlineImages, access_log: AccessLog | None) -> None:
+                 max_body_bytes: int, max_attempts: int, images: InlineImages, access_log: AccessLog | None,
+                 policy: RoutingPolicy) -> None:
         self.keys = keys
         self.catalog = catalog
         self.upstream = upstream
@@ -133,6 +137,7 @@ class Pipeline:
         self.max_attempts = max_attempts
         self.images = images
         self.access_log = access_log
+        self.policy = policy
 
     async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
         token = surface.credentials(request)
@@ -173,7 +178,8 @@ class Pipeline:
             header = request.header(b"vendor")
             vendor = pinned or (header.decode("latin-1") if header else None)
             candidates = self.catalog.candidates(model, vendor, call.operation if call.local_answer is None else CHAT)
-            await self._attempt(request, send, surface, call, candidates, record, base_headers, started)
+            await self._watching_disconnect(request, record, self._attempt(request, send, surface, call, candidates,
+                                                                           record, base_headers, started))
         except GatewayError as error:
             await self._send_error(send, surface, error, record, base_headers)
         except Exception as exc:  # a bug of ours: logged with its traceback, answered in the client's envelope
@@ -190,6 +196,30 @@ class Pipeline:
             self.ledger.record(record)
             if self.access_log is not None:
                 self.access_log.write(record)
+
+    @staticmethod
+    async def _watching_disconnect(request: Request, record: UsageRecord, work: Coroutine[Any, Any, None]) -> None:
+        """Runs the upstream work; a client disconnect cancels it at once (and with it the upstream request)."""
+        task = asyncio.current_task()
+        watcher = asyncio.get_running_loop().create_task(disconnected(request.receive))
+
+        def on_disconnect(done: asyncio.Task[bool]) -> None:
+            if not done.cancelled() and done.exception() is None and task is not None:
+                task.cancel()
+
+        watcher.add_done_callback(on_disconnect)
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled():
+                raise
+            if task is not None:
+                task.uncancel()
+            record.outcome, record.error_type = "cancelled", "client_disconnected"
+            record.status = record.status or 499
+        finally:
+            watcher.remove_done_callback(on_disconnect)
+            watcher.cancel()
 
     async def _send_error(self, send: Send, surface: Surface, error: GatewayError, record: UsageRecord,
                           base_headers: Headers) -> None:
@@ -232,7 +262,7 @@ class Pipeline:
                        record: UsageRecord, base_headers: Headers, started: float) -> None:
         """Try deployments in order until one answers; fail over on connection errors, timeouts, 429 and 5xx."""
         errors: list[GatewayError] = []
-        for attempt, route in enumerate(candidates[: self.max_attempts], start=1):
+        for attempt, route in enumerate(self.policy.order(candidates)[: self.max_attempts], start=1):
             provider = route.provider
             record.attempts, record.vendor, record.deployment = attempt, provider.vendor, provider.name
             provider_codec = codec(provider.dialect)
@@ -246,12 +276,18 @@ class Pipeline:
                     else await self._upstream_body(call, route, provider_codec))
             url = provider.url(call.operation, route.upstream_model, call.stream)
             headers = [*base_headers, *self._routing_headers(record)]
+            health = self.policy.health.of(provider.name)
+            health.begin(self.policy.health.now())
             try:
-                async with self.upstream.post(provider, url, body, call.passthrough_headers if same else None
-                                              ) as response:
+                request_cm = self.upstream.post(provider, url, body, call.passthrough_headers if same else None)
+                response = await asyncio.wait_for(request_cm.__aenter__(), provider.config.first_byte_timeout_s)
+                try:
                     if response.status >= 500 or response.status in _RETRYABLE_UPSTREAM:
-                        errors.append(await _upstream_failure(provider, response))
+                        error = await _upstream_failure(provider, response)
+                        health.failed(self.policy.health.now(), _seconds(error.retry_after))
+                        errors.append(error)
                         continue
+                    health.succeeded((time.perf_counter() - started) * 1000)
                     streaming = call.stream and response.content_type == "text/event-stream"
                     if same and streaming:
                         await relay_stream(request, send, response, headers, record, started,
@@ -273,14 +309,27 @@ class Pipeline:
                         await relay_translated_body(send, response, headers, record, started, provider_codec,
                                                     codec(surface.dialect), call.ir())
                     return
+                finally:
+                    await request_cm.__aexit__(None, None, None)
             except TimeoutError:
+                health.failed(self.policy.health.now())
                 errors.append(GatewayError(500, ErrorKind.TIMEOUT, f"Upstream {provider.name} timed out.",
                                            code="upstream_timeout"))
             except aiohttp.ClientError as exc:
+                health.failed(self.policy.health.now())
                 errors.append(GatewayError(500, ErrorKind.UPSTREAM,
                                            f"Upstream {provider.name} could not be reached ({type(exc).__name__}).",
                                            code="upstream_unreachable"))
+            finally:
+                health.end()
         raise _final_error(errors)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    try:
+        return float(retry_after) if retry_after else None
+    except ValueError:
+        return None
 
 
 def _final_error(errors: list[GatewayError]) -> GatewayError:

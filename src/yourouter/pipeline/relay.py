@@ -3,8 +3,6 @@ either untouched (same dialect) or translated through the IR."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
@@ -83,7 +81,8 @@ async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, he
     await send_bytes(send, 200, body, [*headers, *_JSON])
 
 
-async def _disconnected(receive: Receive) -> bool:
+async def disconnected(receive: Receive) -> bool:
+    """Returns when the client has gone away."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -103,42 +102,18 @@ async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started
         yield rest + b"\n\n"
 
 
-class _StreamGuard:
-    """Runs a stream relay so that a client disconnect cancels it (and with it the upstream read), and an upstream
-    failure mid-stream ends the client's stream with its dialect's error event."""
-
-    def __init__(self, request: Request, record: UsageRecord, error_event: Callable[[GatewayError], bytes],
-                 send: Send) -> None:
-        self._request, self._record, self._error_event, self._send = request, record, error_event, send
-
-    async def run(self, relay: Callable[[], Any]) -> None:
-        relay_task = asyncio.current_task()
-        watcher = asyncio.get_running_loop().create_task(_disconnected(self._request.receive))
-
-        def on_disconnect(task: asyncio.Task[bool]) -> None:
-            if not task.cancelled() and task.exception() is None and relay_task is not None:
-                relay_task.cancel()
-
-        watcher.add_done_callback(on_disconnect)
-        try:
-            await relay()
-        except asyncio.CancelledError:
-            if not watcher.done() or watcher.cancelled():
-                raise
-            if relay_task is not None:
-                relay_task.uncancel()
-            self._record.outcome, self._record.error_type = "cancelled", "client_disconnected"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = GatewayError(500, ErrorKind.UPSTREAM,
-                                 f"Upstream {self._record.deployment} failed mid-stream ({type(exc).__name__}).",
-                                 code="upstream_stream_error")
-            self._record.outcome, self._record.error_type = "upstream_error", error.code
-            await self._send({"type": "http.response.body", "body": self._error_event(error), "more_body": False})
-        finally:
-            watcher.remove_done_callback(on_disconnect)
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+async def _guarded(record: UsageRecord, error_event: Callable[[GatewayError], bytes], send: Send,
+                   relay: Callable[[], Any]) -> None:
+    """An upstream failure after the stream started ends the client's stream with its dialect's error event.
+    (A client disconnect cancels the whole request: the pipeline watches for it.)"""
+    try:
+        await relay()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        error = GatewayError(500, ErrorKind.UPSTREAM,
+                             f"Upstream {record.deployment} failed mid-stream ({type(exc).__name__}).",
+                             code="upstream_stream_error")
+        record.outcome, record.error_type = "upstream_error", error.code
+        await send({"type": "http.response.body", "body": error_event(error), "more_body": False})
 
 
 async def relay_stream(request: Request, send: Send, response: aiohttp.ClientResponse, headers: Headers,
@@ -160,7 +135,7 @@ async def relay_stream(request: Request, send: Send, response: aiohttp.ClientRes
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     try:
-        await _StreamGuard(request, record, error_event, send).run(relay)
+        await _guarded(record, error_event, send, relay)
     finally:
         _apply_usage(record, tap.usage)
 
@@ -196,6 +171,6 @@ async def relay_translated_stream(request: Request, send: Send, response: aiohtt
         return encoder.encode(StreamError(error.status, error.message)) + encoder.close()
 
     try:
-        await _StreamGuard(request, record, error_event, send).run(relay)
+        await _guarded(record, error_event, send, relay)
     finally:
         _apply_usage(record, usage[-1] if usage else None)

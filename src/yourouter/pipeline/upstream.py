@@ -24,7 +24,7 @@ class UpstreamPool:
             config = provider.config
             connector = aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0,
                                              keepalive_timeout=60, ttl_dns_cache=300)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s,
+            timeout = aiohttp.ClientTimeout(total=config.total_timeout_s, sock_connect=config.connect_timeout_s,
                                             sock_read=config.read_timeout_s)
             # No Accept-Encoding: upstreams answer identity, so bodies pass through and usage stays readable.
             session = aiohttp.ClientSession(connector=connector, timeout=timeout,

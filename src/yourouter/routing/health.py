@@ -1,0 +1,93 @@
+"""Per-deployment health: in-flight requests, time-to-first-byte EWMA, and a circuit breaker (cooldown, then a
+single half-open probe). Process-local: each instance learns its upstreams' health by itself."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failures: int = 3  # failures within `window_s` that open the breaker
+    window_s: float = 30.0
+    cooldown_s: float = 30.0  # how long an open breaker skips the deployment (a 429's Retry-After may extend it)
+
+
+@dataclass(slots=True)
+class DeploymentHealth:
+    policy: BreakerPolicy
+    in_flight: int = 0
+    ttfb_ewma_ms: float | None = None
+    cooldown_until: float = 0.0
+    probing: bool = False
+    failures: deque[float] = field(default_factory=deque)
+    requests: deque[float] = field(default_factory=deque)  # start times within the last minute (RPM cap)
+
+    def state(self, now: float) -> str:
+        if self.cooldown_until > now:
+            return "cooldown"
+        return "half-open" if self.cooldown_until else "healthy"
+
+    def available(self, now: float) -> bool:
+        """False while cooling down, and while a half-open probe is out (only one request probes)."""
+        if self.cooldown_until > now:
+            return False
+        return not (self.cooldown_until and self.probing)
+
+    def begin(self, now: float) -> None:
+        self.in_flight += 1
+        self.requests.append(now)
+        if self.cooldown_until and self.cooldown_until <= now:
+            self.probing = True  # the first request after a cooldown is the probe
+
+    def end(self) -> None:
+        self.in_flight -= 1
+
+    def rpm(self, now: float) -> int:
+        while self.requests and self.requests[0] <= now - 60:
+            self.requests.popleft()
+        return len(self.requests)
+
+    def succeeded(self, ttfb_ms: float | None) -> None:
+        self.failures.clear()
+        self.cooldown_until = 0.0
+        self.probing = False
+        if ttfb_ms is not None:
+            self.ttfb_ewma_ms = ttfb_ms if self.ttfb_ewma_ms is None else 0.8 * self.ttfb_ewma_ms + 0.2 * ttfb_ms
+
+    def failed(self, now: float, retry_after_s: float | None = None) -> None:
+        if self.probing:  # the probe failed: straight back to cooldown
+            self.probing = False
+            self.cooldown_until = now + max(self.policy.cooldown_s, retry_after_s or 0)
+            return
+        self.failures.append(now)
+        while self.failures and self.failures[0] <= now - self.policy.window_s:
+            self.failures.popleft()
+        if retry_after_s or len(self.failures) >= self.policy.failures:
+            self.cooldown_until = now + max(self.policy.cooldown_s if not retry_after_s else 0.0,
+                                            retry_after_s or 0.0)
+            self.failures.clear()
+
+
+class HealthBoard:
+    """Health of every deployment, by name."""
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self._policy = policy
+        self._health: dict[str, DeploymentHealth] = {}
+
+    def of(self, name: str) -> DeploymentHealth:
+        health = self._health.get(name)
+        if health is None:
+            health = self._health[name] = DeploymentHealth(self._policy)
+        return health
+
+    def reset(self) -> None:
+        """Forget everything learned (tests; an operator after fixing an upstream)."""
+        self._health.clear()
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()

@@ -1,0 +1,49 @@
+"""Ordering the deployments that may serve a request: healthy before cooling down or busy, then `priority` (lower
+first), then the configured strategy among equals."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Literal
+
+from yourouter.routing.catalog import Route
+from yourouter.routing.health import HealthBoard
+
+Strategy = Literal["latency", "least-busy", "weighted", "ordered"]
+
+
+class RoutingPolicy:
+    def __init__(self, health: HealthBoard, strategy: Strategy = "latency") -> None:
+        self.health = health
+        self.strategy = strategy
+
+    def busy(self, route: Route, now: float) -> bool:
+        config = route.provider.config
+        health = self.health.of(route.provider.name)
+        if config.max_concurrency and health.in_flight >= config.max_concurrency:
+            return True
+        return bool(config.rpm and health.rpm(now) >= config.rpm)
+
+    def order(self, routes: Sequence[Route]) -> list[Route]:
+        if len(routes) < 2:
+            return list(routes)
+        now = self.health.now()
+        draws = {id(r): random.random() ** (1.0 / max(r.provider.config.weight, 1e-6)) for r in routes} \
+            if self.strategy == "weighted" else {}
+
+        def key(indexed: tuple[int, Route]) -> tuple[int, int, int, float, int]:
+            position, route = indexed
+            health = self.health.of(route.provider.name)
+            if self.strategy == "latency":
+                score = health.ttfb_ewma_ms or 0.0  # unmeasured deployments get tried (and measured) first
+            elif self.strategy == "least-busy":
+                score = float(health.in_flight)
+            elif self.strategy == "weighted":
+                score = -draws[id(route)]
+            else:
+                score = 0.0
+            return (0 if health.available(now) else 1, 1 if self.busy(route, now) else 0,
+                    route.provider.config.priority, score, position)
+
+        return [route for _, route in sorted(enumerate(routes), key=key)]
