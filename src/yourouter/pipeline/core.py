@@ -103,6 +103,7 @@ class Surface(Protocol):
 
 Parser = Callable[[bytes, Request], Call]
 
+_WATCH_AFTER_S = 0.05
 _RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 429})
 _JSON_TYPES = (b"application/json", b"text/json")
 _STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 404: ErrorKind.NOT_FOUND, 413: ErrorKind.PAYLOAD_TOO_LARGE,
@@ -199,27 +200,39 @@ class Pipeline:
 
     @staticmethod
     async def _watching_disconnect(request: Request, record: UsageRecord, work: Coroutine[Any, Any, None]) -> None:
-        """Runs the upstream work; a client disconnect cancels it at once (and with it the upstream request)."""
+        """Runs the upstream work; a client disconnect cancels it (and with it the upstream request).
+
+        The watcher starts only once the work has run for `_WATCH_AFTER_S`: quick requests pay nothing for it, and
+        the long ones that matter (a model thinking for seconds) are cancelled within that delay of the client
+        leaving."""
         task = asyncio.current_task()
-        watcher = asyncio.get_running_loop().create_task(disconnected(request.receive))
+        loop = asyncio.get_running_loop()
+        watcher: asyncio.Task[bool] | None = None
 
         def on_disconnect(done: asyncio.Task[bool]) -> None:
             if not done.cancelled() and done.exception() is None and task is not None:
                 task.cancel()
 
-        watcher.add_done_callback(on_disconnect)
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = loop.create_task(disconnected(request.receive))
+            watcher.add_done_callback(on_disconnect)
+
+        timer = loop.call_later(_WATCH_AFTER_S, start_watching)
         try:
             await work
         except asyncio.CancelledError:
-            if not watcher.done() or watcher.cancelled():
+            if watcher is None or not watcher.done() or watcher.cancelled():
                 raise
             if task is not None:
                 task.uncancel()
             record.outcome, record.error_type = "cancelled", "client_disconnected"
             record.status = record.status or 499
         finally:
-            watcher.remove_done_callback(on_disconnect)
-            watcher.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.remove_done_callback(on_disconnect)
+                watcher.cancel()
 
     async def _send_error(self, send: Send, surface: Surface, error: GatewayError, record: UsageRecord,
                           base_headers: Headers) -> None:
@@ -280,7 +293,8 @@ class Pipeline:
             health.begin(self.policy.health.now())
             try:
                 request_cm = self.upstream.post(provider, url, body, call.passthrough_headers if same else None)
-                response = await asyncio.wait_for(request_cm.__aenter__(), provider.config.first_byte_timeout_s)
+                async with asyncio.timeout(provider.config.first_byte_timeout_s):  # no extra task, unlike wait_for
+                    response = await request_cm.__aenter__()
                 try:
                     if response.status >= 500 or response.status in _RETRYABLE_UPSTREAM:
                         error = await _upstream_failure(provider, response)
