@@ -60,7 +60,8 @@ class Gateway:
         self.access_log = AccessLog() if settings.log_requests and access_log.isEnabledFor(logging.INFO) else None
         self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
                                  max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
-                                 images=self.images, access_log=self.access_log, policy=self.policy)
+                                 images=self.images, access_log=self.access_log, policy=self.policy,
+                                 fallbacks=settings.routing.fallbacks)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
         anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gateway import STATIC_KEY, GatewayHandle, start_gateway
+from tests.support.gateway import STATIC_KEY, GatewayHandle, closed_port, start_gateway
 from yourouter.config import settings_from_mapping
 from yourouter.simulators.anthropic import create_app as anthropic_sim
 from yourouter.simulators.background import serve_in_thread
@@ -28,7 +28,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
         config = {
             "database_url": f"sqlite:///{db}",
             "usage": {"flush_interval_s": 0.05},
-            "routing": {"strategy": "ordered", "cooldown_failures": 1000},
+            "routing": {"strategy": "ordered", "cooldown_failures": 1000,
+                        "fallbacks": {"doomed": ["not-served", MODELS["anthropic"]]}},
             "media": {"allow_private_networks": True},  # the test image server is on 127.0.0.1
             "keys": [{"key": STATIC_KEY, "name": "matrix", "models": ["*"]}],
             "providers": [
@@ -38,6 +39,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
                  "api_key": UPSTREAM_KEY, "models": [MODELS["anthropic"]]},
                 {"name": "up-gemini", "vendor": "google", "type": "google", "base_url": sim_g,
                  "api_key": UPSTREAM_KEY, "models": [MODELS["gemini"], "gemini-embed"]},
+                {"name": "up-dead", "vendor": "deadco", "type": "openai", "base_url": f"http://127.0.0.1:{closed_port()}",
+                 "api_key": "sk-dead", "models": ["doomed"]},
             ],
         }
         with start_gateway(settings_from_mapping(config, env={}),

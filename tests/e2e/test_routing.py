@@ -162,3 +162,21 @@ def test_client_disconnect_cancels_a_non_stream_request(breaker: GatewayHandle) 
         rows = [r for r in breaker.usage_rows_where("outcome", "cancelled")]
         time.sleep(0.1)
     assert rows and rows[-1]["latency_ms"] < 1500 and rows[-1]["error_type"] == "client_disconnected"
+
+
+def test_model_fallbacks_cross_dialects(matrix: GatewayHandle) -> None:
+    from tests.support.dialects import AnthropicClient, OpenAIClient
+
+    raw = OpenAIClient(matrix.url, STATIC_KEY).client.chat.completions.with_raw_response.create(
+        model="doomed", messages=USER)
+    assert raw.headers["x-yourouter-provider"] == "up-anthropic"  # every deployment of `doomed` failed
+    assert raw.parse().choices[0].message.content.endswith("You said: route me")
+    row = matrix.usage_rows(raw.headers["x-request-id"])[0]
+    assert row["model"] == "doomed" and row["detail"] == "fallback:claude-sim" and row["status"] == 200
+    answer = AnthropicClient(matrix.url, STATIC_KEY).text("doomed", "again")  # same dialect: model name rewritten
+    assert answer.text.endswith("You said: again")
+    seen = [r for r in matrix.sim_control(matrix.sims["anthropic"], "GET", "/_sim/requests").json() if r["body"]]
+    assert seen[-1]["body"]["model"] == "claude-sim"
+    error = matrix.post("/v1/chat/completions", {"model": "doomed", "messages": USER},
+                        headers={"vendor": "deadco"})
+    assert error.status == 500 and "up-dead" in error.json()["error"]["message"]  # the pin holds

@@ -62,3 +62,21 @@ def test_file_resolution(tmp_path: Path) -> None:
     path.write_text("port: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(path, env={})
+
+
+def test_vendor_presets_fill_type_and_base_url() -> None:
+    settings = settings_from_mapping({"providers": [
+        {"name": "claude", "vendor": "anthropic", "api_key": "k", "models": ["claude-sonnet-4-5"]},
+        {"name": "deepseek", "api_key": "k", "models": ["deepseek-chat"]},
+        {"name": "gemini", "vendor": "Google", "api_key": "k", "models": ["gemini-2.5-flash"]},
+        {"name": "local", "vendor": "vllm", "base_url": "http://127.0.0.1:8000/v1", "models": ["llama"]},
+    ]}, env={})
+    claude, deepseek, gemini, local = settings.providers
+    assert (claude.type, claude.base_url) == ("anthropic", "https://api.anthropic.com")
+    assert (deepseek.vendor, deepseek.type, deepseek.base_url) == ("deepseek", "openai", "https://api.deepseek.com/v1")
+    assert (gemini.vendor, gemini.type) == ("google", "google")
+    assert local.type == "openai" and local.base_url == "http://127.0.0.1:8000/v1"
+    with pytest.raises(ConfigError, match="base_url is required"):
+        settings_from_mapping({"providers": [{"name": "x", "vendor": "vllm", "models": ["m"]}]}, env={})
+    with pytest.raises(ConfigError, match="base_url is required"):
+        settings_from_mapping({"providers": [{"name": "mystery", "models": ["m"]}]}, env={})

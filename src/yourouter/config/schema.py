@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from yourouter.config.presets import PRESETS
+
 #: Wire protocols an upstream may speak (later: ark, google-search).
 ProviderType = Literal["openai", "anthropic", "google"]
 
@@ -41,8 +43,8 @@ class ProviderConfig(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     vendor: str = ""
-    type: ProviderType = "openai"
-    base_url: str
+    type: ProviderType | None = None  # default: from the vendor's preset (config/presets.py), else openai
+    base_url: str = ""  # default: from the vendor's preset
     api_key: str | None = None
     models: list[ModelEntry] = Field(min_length=1)
     #: Anthropic needs `max_tokens`; used when the client gave none (default: per model family).
@@ -67,15 +69,21 @@ class ProviderConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _default_vendor(self) -> ProviderConfig:
-        if not self.vendor:
-            object.__setattr__(self, "vendor", self.name)
-        object.__setattr__(self, "vendor", self.vendor.lower())
+    def _defaults_from_vendor(self) -> ProviderConfig:
+        vendor = (self.vendor or self.name).lower()
+        object.__setattr__(self, "vendor", vendor)
+        preset = PRESETS.get(vendor)
+        if self.type is None:
+            object.__setattr__(self, "type", preset.type if preset else "openai")
+        if not self.base_url:
+            if preset is None or preset.base_url is None:
+                raise ValueError(f"base_url is required (vendor {vendor!r} has no default)")
+            object.__setattr__(self, "base_url", preset.base_url)
         return self
 
 
@@ -96,6 +104,8 @@ class MediaConfig(_Strict):
 
 class RoutingConfig(_Strict):
     strategy: Literal["latency", "least-busy", "weighted", "ordered"] = "latency"
+    #: Models to try, translated as needed, when every deployment of a model failed: {gpt-4o: [claude-sonnet-4-5]}
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     cooldown_failures: int = Field(default=3, ge=1)  # failures within the window that start a cooldown
     cooldown_window_s: float = Field(default=30.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)

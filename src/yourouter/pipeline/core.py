@@ -104,6 +104,7 @@ class Surface(Protocol):
 Parser = Callable[[bytes, Request], Call]
 
 _WATCH_AFTER_S = 0.05
+_FAILOVER_KINDS = frozenset({ErrorKind.UPSTREAM, ErrorKind.TIMEOUT, ErrorKind.RATE_LIMIT})
 _RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 429})
 _JSON_TYPES = (b"application/json", b"text/json")
 _STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 404: ErrorKind.NOT_FOUND, 413: ErrorKind.PAYLOAD_TOO_LARGE,
@@ -129,7 +130,7 @@ def _is_json_content_type(value: bytes | None) -> bool:
 class Pipeline:
     def __init__(self, *, keys: KeyStore, catalog: Catalog, upstream: UpstreamPool, ledger: UsageLedger,
                  max_body_bytes: int, max_attempts: int, images: InlineImages, access_log: AccessLog | None,
-                 policy: RoutingPolicy) -> None:
+                 policy: RoutingPolicy, fallbacks: dict[str, list[str]] | None = None) -> None:
         self.keys = keys
         self.catalog = catalog
         self.upstream = upstream
@@ -139,6 +140,7 @@ class Pipeline:
         self.images = images
         self.access_log = access_log
         self.policy = policy
+        self.fallbacks = fallbacks or {}
 
     async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
         token = surface.credentials(request)
@@ -178,9 +180,10 @@ class Pipeline:
                                    param="model", code="model_not_allowed")
             header = request.header(b"vendor")
             vendor = pinned or (header.decode("latin-1") if header else None)
-            candidates = self.catalog.candidates(model, vendor, call.operation if call.local_answer is None else CHAT)
-            await self._watching_disconnect(request, record, self._attempt(request, send, surface, call, candidates,
-                                                                           record, base_headers, started))
+            operation = call.operation if call.local_answer is None else CHAT
+            candidates = self.catalog.candidates(model, vendor, operation)
+            await self._watching_disconnect(request, record, self._attempt_with_fallbacks(
+                request, send, surface, call, key, model, vendor, candidates, record, base_headers, started))
         except GatewayError as error:
             await self._send_error(send, surface, error, record, base_headers)
         except Exception as exc:  # a bug of ours: logged with its traceback, answered in the client's envelope
@@ -270,6 +273,36 @@ class Pipeline:
         if getattr(provider_codec, "needs_inline", None) is not None:
             request = await self.images.inline(request, provider_codec.needs_inline)  # type: ignore[attr-defined]
         return orjson.dumps(provider_codec.encode_request(request, model))
+
+    async def _attempt_with_fallbacks(self, request: Request, send: Send, surface: Surface, call: Call, key: ClientKey,
+                                      model: str, vendor: str | None, candidates: list[Route], record: UsageRecord,
+                                      base_headers: Headers, started: float) -> None:
+        """The model's deployments first; when all of them failed upstream, the configured fallback models'
+        (translated as needed), within the same vendor pin and the key's models."""
+        try:
+            await self._attempt(request, send, surface, call, candidates, record, base_headers, started)
+            return
+        except GatewayError as error:
+            if error.kind not in _FAILOVER_KINDS or not self.fallbacks.get(model):
+                raise
+            errors = [error]
+        operation = call.operation if call.local_answer is None else CHAT
+        for fallback in self.fallbacks[model]:
+            if not key.allows(fallback) or not self.catalog.serves(fallback):
+                continue
+            try:
+                routes = self.catalog.candidates(fallback, vendor, operation)
+            except GatewayError:
+                continue  # the pinned vendor does not serve this fallback
+            record.detail = f"fallback:{fallback}"
+            try:
+                await self._attempt(request, send, surface, call, routes, record, base_headers, started)
+                return
+            except GatewayError as error:
+                if error.kind not in _FAILOVER_KINDS:
+                    raise
+                errors.append(error)
+        raise _final_error(errors)
 
     async def _attempt(self, request: Request, send: Send, surface: Surface, call: Call, candidates: list[Route],
                        record: UsageRecord, base_headers: Headers, started: float) -> None:

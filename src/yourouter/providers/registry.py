@@ -18,4 +18,4 @@ ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
 
 
 def build_provider(config: ProviderConfig) -> Provider:
-    return ADAPTERS[config.type](config)
+    return ADAPTERS[config.type or "openai"](config)
