@@ -73,7 +73,7 @@ class Gateway:
         gemini_routes.mount(self.router)
         self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings,
                                    anthropic_routes.messages, anthropic_routes.count_tokens, gemini_routes.dispatch}
-        AdminRoutes(self.keys, settings.master_key).mount(self.router)
+        AdminRoutes(self.keys, settings.master_key, self.catalog, self.policy).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import sys
@@ -203,6 +204,44 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `ke
         err.print(f"[red]error:[/red] no key with id {key_id}", highlight=False)
         raise typer.Exit(1)
     console.print(f"revoked {record.id} ({record.name})", highlight=False)
+
+
+@app.command()
+def routes(
+    config: ConfigOption = None,
+    url: Annotated[str | None, typer.Option(help="A running gateway (e.g. http://127.0.0.1:8080): show its live "
+                                                 "health via /admin/routes with the master key.")] = None,
+) -> None:
+    """Print the catalog: model -> deployments with priority, and (with --url) health and cooldown state."""
+    import urllib.request
+
+    from yourouter.providers.registry import build_provider
+    from yourouter.routing.catalog import Catalog
+    from yourouter.surfaces.admin import routes_view
+
+    settings = _settings(config)
+    if url:
+        if not settings.master_key:
+            err.print("[red]error:[/red] --url needs the master_key from the config", highlight=False)
+            raise typer.Exit(2)
+        request = urllib.request.Request(url.rstrip("/") + "/admin/routes",
+                                         headers={"Authorization": f"Bearer {settings.master_key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                view = json.loads(response.read())
+        except OSError as exc:
+            err.print(f"[red]error:[/red] cannot read {url}/admin/routes: {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    else:
+        view = routes_view(Catalog(build_provider(p) for p in settings.providers), None)
+    table = Table("model", "deployment", "vendor", "type", "upstream", "priority", "state", "in flight",
+                  "ttfb ms", "cooldown s")
+    for model in view["models"]:
+        for d in model["deployments"]:
+            table.add_row(model["model"], d["name"], d["vendor"], str(d["type"]), d["upstream"], str(d["priority"]),
+                          d.get("state", "-"), str(d.get("in_flight", "-")), str(d.get("ttfb_ewma_ms") or "-"),
+                          str(d.get("cooldown_remaining_s", "-")))
+    console.print(table)
 
 
 @app.command()

@@ -37,6 +37,10 @@ class Catalog:
         return [(model, tuple(dict.fromkeys(p.vendor for p in providers)))
                 for model, providers in self._listed.items()]
 
+    def routes(self) -> list[tuple[str, list[Route]]]:
+        """Every model name (aliases included) with its routes, in config order."""
+        return [(model, list(routes)) for model, routes in self._by_model.items()]
+
     def serves(self, model: str) -> bool:
         return model in self._by_model
 

@@ -11,6 +11,8 @@ from yourouter.auth.credentials import bearer_token, is_master_key
 from yourouter.auth.keys import KeyStore
 from yourouter.codecs import openai as codec
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
+from yourouter.routing.catalog import Catalog
+from yourouter.routing.policy import RoutingPolicy
 from yourouter.storage.repositories import StoredKey
 
 _ADMIN_BODY_LIMIT = 64 * 1024
@@ -24,16 +26,42 @@ def key_view(record: StoredKey) -> dict[str, Any]:
             "status": "revoked" if record.revoked_at else "active"}
 
 
+def routes_view(catalog: Catalog, policy: RoutingPolicy | None) -> dict[str, Any]:
+    """The catalog with each deployment's live health (when the gateway is running)."""
+    now = policy.health.now() if policy else 0.0
+    models = []
+    for model, routes in catalog.routes():
+        deployments = []
+        for route in routes:
+            config = route.provider.config
+            entry: dict[str, Any] = {"name": config.name, "vendor": config.vendor, "type": config.type,
+                                     "upstream": route.upstream_model, "priority": config.priority,
+                                     "weight": config.weight}
+            if policy is not None:
+                health = policy.health.of(config.name)
+                entry.update(state=health.state(now), in_flight=health.in_flight,
+                             ttfb_ewma_ms=None if health.ttfb_ewma_ms is None else round(health.ttfb_ewma_ms, 2),
+                             cooldown_remaining_s=round(max(0.0, health.cooldown_until - now), 2),
+                             busy=policy.busy(route, now))
+            deployments.append(entry)
+        models.append({"model": model, "deployments": deployments})
+    return {"strategy": policy.strategy if policy else None, "models": models}
+
+
 class AdminRoutes:
-    def __init__(self, keys: KeyStore, master_key: str | None) -> None:
+    def __init__(self, keys: KeyStore, master_key: str | None, catalog: Catalog | None = None,
+                 policy: RoutingPolicy | None = None) -> None:
         self._keys = keys
         self._master_key = master_key
+        self._catalog = catalog
+        self._policy = policy
 
     def mount(self, router: PathRouter) -> None:
         router.add("GET", "/admin/keys", self._guarded(self.list_keys))
         router.add("POST", "/admin/keys", self._guarded(self.create_key))
         router.add("GET", "/admin/keys/{key_id}", self._guarded(self.get_key))
         router.add("DELETE", "/admin/keys/{key_id}", self._guarded(self.revoke_key))
+        router.add("GET", "/admin/routes", self._guarded(self.list_routes))
 
     def _guarded(self, handler: Any) -> Any:
         async def guarded(request: Request, send: Send) -> None:
@@ -49,6 +77,10 @@ class AdminRoutes:
             except GatewayError as error:
                 await send_bytes(send, error.status, codec.error_body(error), [(b"content-type", b"application/json")])
         return guarded
+
+    async def list_routes(self, request: Request, send: Send) -> None:
+        assert self._catalog is not None
+        await send_json(send, 200, routes_view(self._catalog, self._policy))
 
     async def list_keys(self, request: Request, send: Send) -> None:
         records = await self._keys.all()
