@@ -51,7 +51,8 @@ class Gateway:
         breaker = BreakerPolicy(failures=routing.cooldown_failures, window_s=routing.cooldown_window_s,
                                 cooldown_s=routing.cooldown_s)
         self.health_board = HealthBoard(breaker)
-        self.policy = RoutingPolicy(self.health_board, routing.strategy)
+        self.policy = RoutingPolicy(self.health_board, routing.strategy, routing.retry_backoff_s,
+                                    routing.max_retry_wait_s)
         self.upstream = UpstreamPool(self.providers)
         self.usage = UsageRepository(self.engine)
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,

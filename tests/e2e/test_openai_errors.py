@@ -88,12 +88,12 @@ def test_429_upstream_rate_limit_passes_retry_after(gateway: GatewayHandle) -> N
     error = _envelope(response, 429, "rate_limit_exceeded")
     assert response.headers["retry-after"] == "7" and "sim-a" in error["message"]
     with pytest.raises(openai.RateLimitError):
-        gateway.fault("a", kind="status", status=429, retry_after=1, count=1)
+        gateway.fault("a", kind="status", status=429, retry_after=9, count=1)  # longer than max_retry_wait_s
         gateway.client().chat.completions.create(model="only-a", messages=USER)
 
 
 def test_500_upstream_error_names_the_upstream(gateway: GatewayHandle) -> None:
-    gateway.fault("a", kind="status", status=503, count=1)
+    gateway.fault("a", kind="status", status=503, count=3)  # every attempt (the retries too) fails
     error = _envelope(gateway.post("/v1/chat/completions", {"model": "only-a", "messages": USER}), 500,
                       "upstream_error")
     assert "sim-a" in error["message"] and "503" in error["message"]
@@ -112,7 +112,7 @@ def test_500_timeout(gateway: GatewayHandle) -> None:
 
 
 def test_500_upstream_rejecting_gateway_credentials(gateway: GatewayHandle) -> None:
-    gateway.fault("a", kind="status", status=401, count=1)
+    gateway.fault("a", kind="status", status=401, count=3)
     error = _envelope(gateway.post("/v1/chat/completions", {"model": "only-a", "messages": USER}), 500,
                       "upstream_auth_failed")
     assert "sim-a" in error["message"]
@@ -155,3 +155,12 @@ def test_error_rows_are_recorded(gateway: GatewayHandle) -> None:
     response = gateway.post("/v1/chat/completions", {"model": "gpt-4o", "messages": USER}, key="sk-bad")
     row = gateway.usage_rows(response.headers["x-request-id"])[0]
     assert row["status"] == 401 and row["outcome"] == "auth_error" and row["key_id"] is None
+
+
+def test_single_deployment_is_retried_with_backoff(gateway: GatewayHandle) -> None:
+    gateway.fault("a", kind="status", status=500, count=2)
+    response = gateway.post("/v1/chat/completions", {"model": "only-a", "messages": USER})
+    assert response.status == 200 and response.headers["x-yourouter-attempts"] == "3"
+    gateway.fault("a", kind="status", status=429, retry_after=1, count=1)  # a short Retry-After is waited out
+    response = gateway.post("/v1/chat/completions", {"model": "only-a", "messages": USER})
+    assert response.status == 200 and response.headers["x-yourouter-attempts"] == "2"

@@ -70,12 +70,12 @@ def test_attempts_header_counts_failover(routed: GatewayHandle) -> None:
 
 
 def test_final_error_is_the_most_meaningful(routed: GatewayHandle) -> None:
-    routed.fault("a", kind="status", status=429, retry_after=5, count=1)
-    routed.fault("b", kind="status", status=429, retry_after=3, count=1)
+    routed.fault("a", kind="status", status=429, retry_after=50, count=1)  # both longer than max_retry_wait_s
+    routed.fault("b", kind="status", status=429, retry_after=30, count=1)
     status, headers, body = _chat(routed, "shared")
-    assert status == 429 and headers["retry-after"] == "3" and body["error"]["code"] == "rate_limit_exceeded"
-    routed.fault("a", kind="status", status=429, retry_after=5, count=1)
-    routed.fault("b", kind="status", status=502, count=1)
+    assert status == 429 and headers["retry-after"] == "30" and body["error"]["code"] == "rate_limit_exceeded"
+    routed.fault("a", kind="status", status=429, retry_after=50, count=1)
+    routed.fault("b", kind="status", status=502, count=2)
     status, _, body = _chat(routed, "shared")
     assert status == 500 and "r-b" in body["error"]["message"]
 

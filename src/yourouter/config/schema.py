@@ -109,6 +109,8 @@ class RoutingConfig(_Strict):
     cooldown_failures: int = Field(default=3, ge=1)  # failures within the window that start a cooldown
     cooldown_window_s: float = Field(default=30.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)
+    retry_backoff_s: float = Field(default=0.2, ge=0)  # before retrying the same deployment (jittered, doubling)
+    max_retry_wait_s: float = Field(default=5.0, ge=0)  # a longer Retry-After is answered to the client instead
 
 
 class Settings(_Strict):

@@ -308,8 +308,17 @@ class Pipeline:
                        record: UsageRecord, base_headers: Headers, started: float) -> None:
         """Try deployments in order until one answers; fail over on connection errors, timeouts, 429 and 5xx."""
         errors: list[GatewayError] = []
-        for attempt, route in enumerate(self.policy.order(candidates)[: self.max_attempts], start=1):
+        ordered = self.policy.order(candidates)
+        plan = [ordered[i % len(ordered)] for i in range(self.max_attempts)]  # other deployments first, then again
+        tried: dict[str, str | None] = {}  # deployment -> the Retry-After it answered
+        for attempt, route in enumerate(plan, start=1):
             provider = route.provider
+            if provider.name in tried:  # retrying the same deployment: back off (and honour its Retry-After)
+                wait = self.policy.retry_wait(attempt, tried[provider.name])
+                if wait is None:
+                    continue
+                await asyncio.sleep(wait)
+            tried[provider.name] = None
             record.attempts, record.vendor, record.deployment = attempt, provider.vendor, provider.name
             provider_codec = codec(provider.dialect)
             same = provider.dialect == surface.dialect and not call.translate_always
@@ -332,6 +341,7 @@ class Pipeline:
                     if response.status >= 500 or response.status in _RETRYABLE_UPSTREAM:
                         error = await _upstream_failure(provider, response)
                         health.failed(self.policy.health.now(), _seconds(error.retry_after))
+                        tried[provider.name] = error.retry_after
                         errors.append(error)
                         continue
                     health.succeeded((time.perf_counter() - started) * 1000)

@@ -14,9 +14,24 @@ Strategy = Literal["latency", "least-busy", "weighted", "ordered"]
 
 
 class RoutingPolicy:
-    def __init__(self, health: HealthBoard, strategy: Strategy = "latency") -> None:
+    def __init__(self, health: HealthBoard, strategy: Strategy = "latency", retry_backoff_s: float = 0.2,
+                 max_retry_wait_s: float = 5.0) -> None:
         self.health = health
         self.strategy = strategy
+        self.retry_backoff_s = retry_backoff_s
+        self.max_retry_wait_s = max_retry_wait_s
+
+    def retry_wait(self, attempt: int, retry_after: str | None) -> float | None:
+        """Seconds to wait before trying a deployment again: its Retry-After if it gave one (None, give up, when
+        that is longer than `max_retry_wait_s`), else jittered exponential backoff."""
+        if retry_after:
+            try:
+                asked = float(retry_after)
+            except ValueError:
+                asked = 0.0
+            return asked if asked <= self.max_retry_wait_s else None
+        backoff: float = self.retry_backoff_s * 2.0 ** max(attempt - 2, 0)
+        return min(self.max_retry_wait_s, backoff * random.uniform(0.5, 1.5))
 
     def busy(self, route: Route, now: float) -> bool:
         config = route.provider.config
