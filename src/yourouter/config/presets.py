@@ -13,6 +13,7 @@ class VendorPreset(NamedTuple):
 
 PRESETS: dict[str, VendorPreset] = {
     "openai": VendorPreset("openai", "https://api.openai.com/v1"),
+    "azure": VendorPreset("azure", None),  # https://<resource>.openai.azure.com
     "anthropic": VendorPreset("anthropic", "https://api.anthropic.com"),
     "google": VendorPreset("google", "https://generativelanguage.googleapis.com"),
     "deepseek": VendorPreset("openai", "https://api.deepseek.com/v1"),

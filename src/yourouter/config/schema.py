@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from yourouter.config.presets import PRESETS
 
 #: Wire protocols an upstream may speak (later: ark, google-search).
-ProviderType = Literal["openai", "anthropic", "google"]
+ProviderType = Literal["openai", "anthropic", "google", "azure"]
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -46,6 +46,7 @@ class ProviderConfig(_Strict):
     type: ProviderType | None = None  # default: from the vendor's preset (config/presets.py), else openai
     base_url: str = ""  # default: from the vendor's preset
     api_key: str | None = None
+    api_version: str | None = None  # Azure OpenAI's `api-version` query parameter
     models: list[ModelEntry] = Field(min_length=1)
     #: Anthropic needs `max_tokens`; used when the client gave none (default: per model family).
     default_max_tokens: int | None = Field(default=None, ge=1)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from yourouter.config.schema import ProviderConfig
 from yourouter.providers.anthropic import AnthropicProvider
+from yourouter.providers.azure import AzureOpenAIProvider
 from yourouter.providers.base import Provider
 from yourouter.providers.google import GoogleProvider
 from yourouter.providers.openai import OpenAIProvider
@@ -14,6 +15,7 @@ ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
     "google": GoogleProvider,
+    "azure": AzureOpenAIProvider,
 }
 
 
