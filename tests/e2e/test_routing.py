@@ -162,6 +162,29 @@ def test_client_disconnect_cancels_a_non_stream_request(breaker: GatewayHandle) 
         rows = [r for r in breaker.usage_rows_where("outcome", "cancelled")]
         time.sleep(0.1)
     assert rows and rows[-1]["latency_ms"] < 1500 and rows[-1]["error_type"] == "client_disconnected"
+    seen = breaker.sim_requests("a")[-1]  # and the upstream saw the gateway hang up, not wait 4 s
+    assert "delay_ms=4000" in str(seen["body"]) and seen["client_gone"] is True and seen["held_s"] < 1.5
+
+
+def test_client_disconnect_cancels_a_stream_upstream(breaker: GatewayHandle) -> None:
+    import http.client
+    import json
+    import time
+
+    connection = http.client.HTTPConnection(breaker.url.removeprefix("http://"), timeout=5)
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "long stream"}]})
+    breaker.sim_control(breaker.sims["a"], "POST", "/_sim/faults",
+                        {"kind": "timeout", "delay_ms": 4000, "count": 1})  # the upstream holds the first byte
+    connection.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {STATIC_KEY}",
+                                                              "Content-Type": "application/json"})
+    time.sleep(0.3)
+    connection.close()
+    deadline = time.monotonic() + 5
+    seen: dict = {}
+    while time.monotonic() < deadline and "held_s" not in seen:
+        seen = breaker.sim_requests("a")[-1]
+        time.sleep(0.1)
+    assert seen.get("client_gone") is True and seen["held_s"] < 1.5
 
 
 def test_model_fallbacks_cross_dialects(matrix: GatewayHandle) -> None:

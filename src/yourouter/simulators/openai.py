@@ -181,8 +181,10 @@ class SimulatorState:
     def clear_faults(self) -> None:
         self._faults.clear()
 
-    def record(self, method: str, path: str, headers: dict[str, str], body: object) -> None:
-        self._requests.append({"method": method, "path": path, "headers": headers, "body": body})
+    def record(self, method: str, path: str, headers: dict[str, str], body: object) -> dict[str, Any]:
+        entry: dict[str, Any] = {"method": method, "path": path, "headers": headers, "body": body}
+        self._requests.append(entry)
+        return entry
 
     def requests(self) -> list[dict[str, Any]]:
         return list(self._requests)
@@ -231,7 +233,7 @@ class OpenAISimulator:
         if path.startswith("/_sim/"):
             await serve_control(self.state, method, path, raw, send)
             return
-        self.state.record(method, path, header_map(scope), _parse_json(raw)[0])
+        entry = self.state.record(method, path, header_map(scope), _parse_json(raw)[0])
         headers = [
             (b"x-request-id", random_id(self.state.rng, "req_", 32).encode()),
             (b"openai-version", b"2020-10-01"),
@@ -245,6 +247,9 @@ class OpenAISimulator:
             )
             await send_json(send, error.status, envelope, self._timed(headers, started))
         finally:
+            # What a gateway test checks: did the caller go away, and how long was this request held?
+            entry["client_gone"] = watch.gone.is_set()
+            entry["held_s"] = round(time.monotonic() - started, 3)
             watch.close()
 
     async def _route(
