@@ -25,7 +25,7 @@ def routed(sim_a: str, sim_b: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "providers": [
             {"name": "r-a", "vendor": "openai", "base_url": f"{sim_a}/v1", "api_key": UPSTREAM_KEY,
              "models": [{"name": "gpt-4o", "upstream": "gpt-4o-2024-08-06", "aliases": ["gpt4o-latest"]}, "shared"]},
-            {"name": "r-b", "vendor": "azure", "base_url": f"{sim_b}/v1", "api_key": UPSTREAM_KEY,
+            {"name": "r-b", "vendor": "azure", "type": "openai", "base_url": f"{sim_b}/v1", "api_key": UPSTREAM_KEY,
              "models": ["shared", {"name": "team/model", "upstream": "real-model"}]},
         ],
     }

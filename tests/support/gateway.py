@@ -50,7 +50,7 @@ def gateway_config(sim_a: str, sim_b: str, database_url: str) -> dict[str, Any]:
         "providers": [
             {"name": "sim-a", "vendor": "openai", "base_url": f"{sim_a}/v1", "api_key": UPSTREAM_KEY,
              "models": ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "only-a"]},
-            {"name": "sim-b", "vendor": "azure", "base_url": f"{sim_b}/v1", "api_key": UPSTREAM_KEY,
+            {"name": "sim-b", "vendor": "azure", "type": "openai", "base_url": f"{sim_b}/v1", "api_key": UPSTREAM_KEY,
              "models": ["gpt-4o-mini", "only-b"]},
             {"name": "dead", "vendor": "deadco", "base_url": f"http://127.0.0.1:{closed_port()}/v1",
              "api_key": "sk-dead", "models": ["dead-model"]},
