@@ -34,9 +34,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
             "keys": [{"key": STATIC_KEY, "name": "matrix", "models": ["*"]}],
             "providers": [
                 {"name": "up-openai", "vendor": "openai", "type": "openai", "base_url": f"{sim_o}/v1",
-                 "api_key": UPSTREAM_KEY, "models": [MODELS["openai"], "oa-embed"]},
+                 "api_key": UPSTREAM_KEY, "models": [MODELS["openai"], "oa-embed", "dual"]},
                 {"name": "up-anthropic", "vendor": "anthropic", "type": "anthropic", "base_url": sim_a,
-                 "api_key": UPSTREAM_KEY, "models": [MODELS["anthropic"]]},
+                 "api_key": UPSTREAM_KEY, "models": [MODELS["anthropic"], "dual"]},
                 {"name": "up-gemini", "vendor": "google", "type": "google", "base_url": sim_g,
                  "api_key": UPSTREAM_KEY, "models": [MODELS["gemini"], "gemini-embed"]},
                 {"name": "up-dead", "vendor": "deadco", "type": "openai", "base_url": f"http://127.0.0.1:{closed_port()}",

@@ -115,6 +115,13 @@ def test_untranslatable_requests_are_400_naming_the_field(matrix: GatewayHandle)
     assert "tools[0] (web_search_20250305)" in server_tool.value.message
     assert an.messages.create(model=MODELS["anthropic"], max_tokens=50, messages=USER,
                               tools=[{"type": "web_search_20250305", "name": "web_search"}]).content  # same dialect
+    # A model served by an OpenAI and an Anthropic deployment: the one that can carry the request serves it.
+    raw = an.messages.with_raw_response.create(model="dual", max_tokens=50, messages=USER,
+                                               tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert raw.headers["x-yourouter-provider"] == "up-anthropic" and raw.headers["x-yourouter-attempts"] == "2"
+    with pytest.raises(openai.BadRequestError):  # an OpenAI client asking n=2: the OpenAI deployment serves it
+        oa.chat.completions.create(model=MODELS["anthropic"], messages=USER, n=2)
+    assert len(oa.chat.completions.create(model="dual", messages=USER, n=2).choices) == 2
 
 
 # Gemini surface -------------------------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ class Surface(Protocol):
 Parser = Callable[[bytes, Request], Call]
 
 _WATCH_AFTER_S = 0.05
+_UNTRANSLATABLE = frozenset({"untranslatable_content", "untranslatable_parameter"})
 _FAILOVER_KINDS = frozenset({ErrorKind.UPSTREAM, ErrorKind.TIMEOUT, ErrorKind.RATE_LIMIT})
 _RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 429})
 _JSON_TYPES = (b"application/json", b"text/json")
@@ -327,8 +328,15 @@ class Pipeline:
                 headers = [*base_headers, *self._routing_headers(record), (b"content-type", b"application/json")]
                 await send_bytes(send, 200, call.local_answer(), headers)
                 return
-            body = (self._same_dialect_body(call, route.upstream_model) if same
-                    else await self._upstream_body(call, route, provider_codec))
+            try:
+                body = (self._same_dialect_body(call, route.upstream_model) if same
+                        else await self._upstream_body(call, route, provider_codec))
+            except GatewayError as refused:
+                if refused.code not in _UNTRANSLATABLE or not any(r.provider.dialect == surface.dialect
+                                                                  for r in plan):
+                    raise
+                errors.append(refused)  # this deployment cannot carry the request; one of the client's dialect can
+                continue
             url = provider.url(call.operation, route.upstream_model, call.stream)
             headers = [*base_headers, *self._routing_headers(record)]
             health = self.policy.health.of(provider.name)
