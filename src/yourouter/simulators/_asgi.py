@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -118,3 +118,49 @@ async def run_lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+class Cut(Protocol):
+    """A fault that interrupts a response (the simulators' `Fault`)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def after_events(self) -> int: ...
+
+
+async def send_half_body(send: Send, payload: object, watch: ClientWatch, headers: Headers) -> None:
+    """Start a JSON response, send half its body, then drop the connection (a mid-body disconnect)."""
+    body = orjson.dumps(payload)
+    start_headers = [JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+    await drop_connection(send, watch)
+
+
+async def stream_events(send: Send, events: list[bytes], cut: Cut | None, watch: ClientWatch, delay_s: float,
+                        start_headers: Headers, error_event: Callable[[int], bytes], tail: bytes = b"") -> None:
+    """Send each event as its own ASGI body message, `delay_s` apart. A cut stops after `after_events` events and
+    either drops the connection or ends with `error_event(position)`; `tail` closes a complete stream's framing."""
+    await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+    stop_at = min(cut.after_events, len(events) - 1) if cut is not None else len(events)
+    for position, event in enumerate(events[:stop_at]):
+        if position and not await watch.pause(delay_s):
+            return
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    if cut is not None and cut.kind == "midstream_disconnect":
+        await drop_connection(send, watch)
+        return
+    body = (error_event(stop_at) if cut is not None else b"") + tail
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def serve(app: ASGIApp, host: str, port: int) -> None:
+    """Serve a simulator with uvicorn until interrupted."""
+    import importlib.util
+
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+                http="httptools", access_log=False, log_level="warning", lifespan="on")

@@ -18,14 +18,10 @@ OpenAI simulator's default.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 from typing import Any
 from urllib.parse import parse_qs
-
-import orjson
-import uvicorn
 
 from ._anthropic_messages import (
     count_input_tokens,
@@ -37,7 +33,6 @@ from ._anthropic_messages import (
 )
 from ._anthropic_validation import validate_messages_request
 from ._asgi import (
-    JSON_CONTENT_TYPE,
     SSE_CONTENT_TYPE,
     ClientWatch,
     Headers,
@@ -48,7 +43,10 @@ from ._asgi import (
     header_map,
     read_body,
     run_lifespan,
+    send_half_body,
     send_json,
+    serve,
+    stream_events,
 )
 from ._openai_chat import random_id
 from ._openai_validation import RequestError
@@ -262,34 +260,18 @@ class AnthropicSimulator:
     ) -> None:
         if cut is None:
             await send_json(send, 200, payload, headers)
-            return
-        if cut.kind == "midstream_error":
+        elif cut.kind == "midstream_error":
             await self._apply_fault(Fault("status", status=529), watch, send, headers)
-            return
-        body = orjson.dumps(payload)
-        start_headers = [JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode()), *headers]
-        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-        await drop_connection(send, watch)
+        else:
+            await send_half_body(send, payload, watch, headers)
 
     async def _stream(
         self, events: list[bytes], cut: Fault | None, watch: ClientWatch, send: Send, headers: Headers
     ) -> None:
-        """Send each SSE event as its own ASGI body message, pausing `chunk_delay_ms` between events."""
-        start_headers = [SSE_CONTENT_TYPE, (b"cache-control", b"no-cache"), *headers]
-        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-        stop_at = min(cut.after_events, len(events) - 1) if cut is not None else len(events)
-        for position, event in enumerate(events[:stop_at]):
-            if position and not await watch.pause(self.settings.chunk_delay_ms / 1000):
-                return
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        if cut is not None and cut.kind == "midstream_disconnect":
-            await drop_connection(send, watch)
-            return
-        if cut is not None:
-            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-            await send({"type": "http.response.body", "body": named_sse_event("error", error), "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        error = named_sse_event("error", {"type": "error", "error": {"type": "overloaded_error",
+                                                                      "message": "Overloaded"}})
+        await stream_events(send, events, cut, watch, self.settings.chunk_delay_ms / 1000,
+                            [SSE_CONTENT_TYPE, (b"cache-control", b"no-cache"), *headers], lambda _: error)
 
 
 def _request_id(headers: Headers) -> str:
@@ -316,13 +298,4 @@ def create_app(settings: SimulatorSettings) -> AnthropicSimulator:
 
 def run(settings: SimulatorSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the simulator with uvicorn until interrupted."""
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-    )
+    serve(create_app(settings), host, port)

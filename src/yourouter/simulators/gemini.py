@@ -22,7 +22,6 @@ generate, stream and embedding requests, not to countTokens or model listing. Er
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,7 +29,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import orjson
-import uvicorn
 
 from ._asgi import (
     JSON_CONTENT_TYPE,
@@ -44,7 +42,10 @@ from ._asgi import (
     header_map,
     read_body,
     run_lifespan,
+    send_half_body,
     send_json,
+    serve,
+    stream_events,
 )
 from ._gemini_reply import (
     directive_text,
@@ -415,15 +416,10 @@ class GeminiSimulator:
     ) -> None:
         if cut is None:
             await send_json(send, 200, payload, self._timed([], started))
-            return
-        if cut.kind == "midstream_error":
+        elif cut.kind == "midstream_error":
             await self._apply_fault(Fault("status", status=503), watch, send, started)
-            return
-        body = orjson.dumps(payload)
-        start_headers = [JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode()), *self._timed([], started)]
-        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-        await drop_connection(send, watch)
+        else:
+            await send_half_body(send, payload, watch, self._timed([], started))
 
     async def _stream(
         self,
@@ -434,25 +430,13 @@ class GeminiSimulator:
         send: Send,
         started: float,
     ) -> None:
-        """Send each chunk as its own ASGI body message, pausing `chunk_delay_ms` between them."""
         frame = _frame_sse if sse else _frame_array
         content_type = SSE_CONTENT_TYPE if sse else JSON_CONTENT_TYPE
-        start_headers = [content_type, (b"cache-control", b"no-cache"), *self._timed([], started)]
-        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-        stop_at = min(cut.after_events, len(chunks) - 1) if cut is not None else len(chunks)
-        for position, chunk in enumerate(chunks[:stop_at]):
-            if position and not await watch.pause(self.settings.chunk_delay_ms / 1000):
-                return
-            await send({"type": "http.response.body", "body": frame(chunk, position), "more_body": True})
-        if cut is not None and cut.kind == "midstream_disconnect":
-            await drop_connection(send, watch)
-            return
-        tail = b""
-        if cut is not None:
-            tail = frame(status_error(503).envelope(), stop_at)
-        if not sse:
-            tail += b"]"
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        await stream_events(send, [frame(chunk, i) for i, chunk in enumerate(chunks)], cut, watch,
+                            self.settings.chunk_delay_ms / 1000,
+                            [content_type, (b"cache-control", b"no-cache"), *self._timed([], started)],
+                            lambda position: frame(status_error(503).envelope(), position),
+                            b"" if sse else b"]")
 
     def _timed(self, headers: Headers, started: float) -> Headers:
         elapsed = int((time.monotonic() - started) * 1000)
@@ -492,13 +476,4 @@ def create_app(settings: SimulatorSettings) -> GeminiSimulator:
 
 def run(settings: SimulatorSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the simulator with uvicorn until interrupted."""
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-    )
+    serve(create_app(settings), host, port)

@@ -22,7 +22,6 @@ without `[DONE]`), `midstream_error` (send `after_events` events, then a `data: 
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import time
 from collections import deque
@@ -30,10 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
 
 from ._asgi import (
-    JSON_CONTENT_TYPE,
     SSE_CONTENT_TYPE,
     SSE_DONE,
     ClientWatch,
@@ -45,8 +42,11 @@ from ._asgi import (
     header_map,
     read_body,
     run_lifespan,
+    send_half_body,
     send_json,
+    serve,
     sse_event,
+    stream_events,
 )
 from ._openai_chat import (
     Directives,
@@ -364,34 +364,17 @@ class OpenAISimulator:
     ) -> None:
         if cut is None:
             await send_json(send, 200, payload, headers)
-            return
-        if cut.kind == "midstream_error":
+        elif cut.kind == "midstream_error":
             await self._apply_fault(Fault("status", status=500), watch, send, headers)
-            return
-        body = orjson.dumps(payload)
-        start_headers = [JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode()), *headers]
-        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-        await drop_connection(send, watch)
+        else:
+            await send_half_body(send, payload, watch, headers)
 
     async def _stream(
         self, events: list[bytes], cut: Fault | None, watch: ClientWatch, send: Send, headers: Headers
     ) -> None:
-        """Send each SSE event as its own ASGI body message, pausing `chunk_delay_ms` between events."""
-        start_headers = [SSE_CONTENT_TYPE, (b"cache-control", b"no-cache"), *headers]
-        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-        stop_at = min(cut.after_events, len(events) - 1) if cut is not None else len(events)
-        for position, event in enumerate(events[:stop_at]):
-            if position and not await watch.pause(self.settings.chunk_delay_ms / 1000):
-                return
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        if cut is not None and cut.kind == "midstream_disconnect":
-            await drop_connection(send, watch)
-            return
-        if cut is not None:
-            error = error_envelope(_STATUS_ERRORS[500][2], error_type="server_error")
-            await send({"type": "http.response.body", "body": sse_event(error), "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        error = sse_event(error_envelope(_STATUS_ERRORS[500][2], error_type="server_error"))
+        await stream_events(send, events, cut, watch, self.settings.chunk_delay_ms / 1000,
+                            [SSE_CONTENT_TYPE, (b"cache-control", b"no-cache"), *headers], lambda _: error)
 
     def _timed(self, headers: Headers, started: float) -> Headers:
         elapsed = int((time.monotonic() - started) * 1000)
@@ -436,13 +419,4 @@ def create_app(settings: SimulatorSettings) -> OpenAISimulator:
 
 def run(settings: SimulatorSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the simulator with uvicorn until interrupted."""
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-    )
+    serve(create_app(settings), host, port)
