@@ -17,6 +17,19 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w-]+
                        re.IGNORECASE)
 
 
+def parse_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (every dialect's bodies are)."""
+    if not body:
+        raise bad_request("The request body is empty; expected a JSON object.")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc.msg} (at character {exc.pos}).") from None
+    if not isinstance(payload, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return payload
+
+
 def parse_data_url(url: str) -> tuple[str, str] | None:
     """`data:<mime>;base64,<data>` -> (mime, base64 data); None for anything else."""
     match = _DATA_URL.match(url)

@@ -73,11 +73,21 @@ class Call:
     #: The body names the model (OpenAI, Anthropic); Gemini's is in the URL. Aliases rewrite it for the upstream.
     model_in_body: bool = True
     _ir: ChatRequest | None = None
+    _embeddings_ir: EmbeddingRequest | None = None
+    #: The IR with image URLs fetched, per codec that needed it: fetched once however many attempts follow.
+    _inlined: dict[str, ChatRequest] | None = None
+
+    @property
+    def routing_operation(self) -> str:
+        """The operation deployments are chosen for (a locally answerable call routes like a chat)."""
+        return self.operation if self.local_answer is None else CHAT
 
     def embeddings_ir(self) -> EmbeddingRequest:
-        if self.decode_embeddings is None:
-            raise bad_request(f"{self.endpoint} cannot be translated to another provider's format.")
-        return self.decode_embeddings()
+        if self._embeddings_ir is None:
+            if self.decode_embeddings is None:
+                raise bad_request(f"{self.endpoint} cannot be translated to another provider's format.")
+            self._embeddings_ir = self.decode_embeddings()
+        return self._embeddings_ir
 
     def ir(self) -> ChatRequest:
         if self._ir is None:
@@ -155,6 +165,15 @@ class Pipeline:
                                code="invalid_api_key")
         return key
 
+    async def key_or_error(self, request: Request, send: Send, surface: Surface) -> ClientKey | None:
+        """For endpoints outside `handle` (model lists): the caller's key, or None after answering the error."""
+        try:
+            return await self.authenticate(request, surface)
+        except GatewayError as error:
+            await send_bytes(send, error.status, surface.error_body(error),
+                             [(b"x-request-id", new_request_id().encode()), (b"content-type", b"application/json")])
+            return None
+
     async def read_body(self, request: Request) -> bytes:
         if not _is_json_content_type(request.header(b"content-type")):
             raise bad_request("Content-Type must be application/json.", code="unsupported_content_type")
@@ -181,8 +200,7 @@ class Pipeline:
                                    param="model", code="model_not_allowed")
             header = request.header(b"vendor")
             vendor = pinned or (header.decode("latin-1") if header else None)
-            operation = call.operation if call.local_answer is None else CHAT
-            candidates = self.catalog.candidates(model, vendor, operation)
+            candidates = self.catalog.candidates(model, vendor, call.routing_operation)
             await self._watching_disconnect(request, record, self._attempt_with_fallbacks(
                 request, send, surface, call, key, model, vendor, candidates, record, base_headers, started))
         except GatewayError as error:
@@ -269,10 +287,16 @@ class Pipeline:
                                                                                              model))
         request = call.ir()
         check_translatable(request, provider.vendor)
+        needs_inline = getattr(provider_codec, "needs_inline", None)
+        if needs_inline is not None:
+            if call._inlined is None:
+                call._inlined = {}
+            inlined = call._inlined.get(provider.dialect)
+            if inlined is None:
+                inlined = call._inlined[provider.dialect] = await self.images.inline(request, needs_inline)
+            request = inlined
         if request.max_tokens is None and provider.config.default_max_tokens:
             request = dataclasses.replace(request, max_tokens=provider.config.default_max_tokens)
-        if getattr(provider_codec, "needs_inline", None) is not None:
-            request = await self.images.inline(request, provider_codec.needs_inline)  # type: ignore[attr-defined]
         return orjson.dumps(provider_codec.encode_request(request, model))
 
     async def _attempt_with_fallbacks(self, request: Request, send: Send, surface: Surface, call: Call, key: ClientKey,
@@ -287,12 +311,11 @@ class Pipeline:
             if error.kind not in _FAILOVER_KINDS or not self.fallbacks.get(model):
                 raise
             errors = [error]
-        operation = call.operation if call.local_answer is None else CHAT
         for fallback in self.fallbacks[model]:
             if not key.allows(fallback) or not self.catalog.serves(fallback):
                 continue
             try:
-                routes = self.catalog.candidates(fallback, vendor, operation)
+                routes = self.catalog.candidates(fallback, vendor, call.routing_operation)
             except GatewayError:
                 continue  # the pinned vendor does not serve this fallback
             record.detail = f"fallback:{fallback}"
@@ -355,7 +378,7 @@ class Pipeline:
                     health.succeeded((time.perf_counter() - started) * 1000)
                     streaming = call.stream and response.content_type == "text/event-stream"
                     if same and streaming:
-                        await relay_stream(request, send, response, headers, record, started,
+                        await relay_stream(send, response, headers, record, started,
                                            provider_codec.stream_tap(call.strip_usage), surface.stream_error_event,
                                            call.stream_framing() if call.stream_framing else None)
                     elif same:
@@ -367,7 +390,7 @@ class Pipeline:
                                                           embeddings_codec(provider.dialect),
                                                           embeddings_codec(surface.dialect), call.embeddings_ir())
                     elif streaming:
-                        await relay_translated_stream(request, send, response, headers, record, started,
+                        await relay_translated_stream(send, response, headers, record, started,
                                                       provider_codec.stream_decoder(),
                                                       surface.stream_encoder(call.ir()))
                     else:

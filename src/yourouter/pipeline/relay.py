@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from yourouter.asgi import Headers, Receive, Request, Send, send_bytes
+from yourouter.asgi import Headers, Receive, Send, send_bytes
 from yourouter.codecs.sse import SseSplitter
 from yourouter.ir.chat import ChatRequest, EmbeddingRequest, StreamError, UsageUpdate
 from yourouter.ir.errors import ErrorKind, GatewayError
@@ -116,7 +116,7 @@ async def _guarded(record: UsageRecord, error_event: Callable[[GatewayError], by
         await send({"type": "http.response.body", "body": error_event(error), "more_body": False})
 
 
-async def relay_stream(request: Request, send: Send, response: aiohttp.ClientResponse, headers: Headers,
+async def relay_stream(send: Send, response: aiohttp.ClientResponse, headers: Headers,
                        record: UsageRecord, started: float, tap: StreamTap,
                        error_event: Callable[[GatewayError], bytes], framing: Any = None) -> None:
     """Same dialect: forward complete SSE events as soon as they arrive (the tap may drop the usage chunk)."""
@@ -140,7 +140,7 @@ async def relay_stream(request: Request, send: Send, response: aiohttp.ClientRes
         _apply_usage(record, tap.usage)
 
 
-async def relay_translated_stream(request: Request, send: Send, response: aiohttp.ClientResponse, headers: Headers,
+async def relay_translated_stream(send: Send, response: aiohttp.ClientResponse, headers: Headers,
                                   record: UsageRecord, started: float, decoder: StreamDecoder,
                                   encoder: StreamEncoder) -> None:
     """Another dialect: each upstream event becomes the client's events as it arrives."""

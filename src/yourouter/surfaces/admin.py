@@ -10,6 +10,7 @@ from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
 from yourouter.auth.credentials import bearer_token, is_master_key
 from yourouter.auth.keys import KeyStore
 from yourouter.codecs import openai as codec
+from yourouter.codecs.common import parse_object
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
 from yourouter.routing.catalog import Catalog
 from yourouter.routing.policy import RoutingPolicy
@@ -88,7 +89,7 @@ class AdminRoutes:
 
     async def create_key(self, request: Request, send: Send) -> None:
         try:
-            payload = codec.parse_object(await request.body(_ADMIN_BODY_LIMIT))
+            payload = parse_object(await request.body(_ADMIN_BODY_LIMIT))
         except Exception as exc:
             if isinstance(exc, GatewayError):
                 raise

@@ -6,11 +6,11 @@ import datetime as dt
 
 import orjson
 
-from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
+from yourouter.asgi import PathRouter, Request, Send, send_json
 from yourouter.auth.credentials import bearer_token, first_of, header_token
 from yourouter.codecs import anthropic as codec
-from yourouter.codecs.openai import parse_object
-from yourouter.ir.errors import GatewayError, bad_request
+from yourouter.codecs.common import parse_object
+from yourouter.ir.errors import bad_request
 from yourouter.pipeline.core import Call, Pipeline, new_request_id
 from yourouter.pipeline.tokens import estimate_input_tokens
 from yourouter.providers.base import CHAT, COUNT_TOKENS
@@ -84,12 +84,10 @@ class AnthropicRoutes:
 
     async def list_models(self, request: Request, send: Send) -> None:
         """Anthropic's `GET /v1/models` shape (also served at `/v1/models` when `anthropic-version` is sent)."""
+        key = await self._pipeline.key_or_error(request, send, SURFACE)
+        if key is None:
+            return
         headers = [(b"x-request-id", new_request_id().encode())]
-        try:
-            key = await self._pipeline.authenticate(request, SURFACE)
-        except GatewayError as error:
-            return await send_bytes(send, error.status, codec.error_body(error),
-                                    [*headers, (b"content-type", b"application/json")])
         data = [{"type": "model", "id": model, "display_name": model, "created_at": self._created}
                 for model, _ in self._catalog.models() if key.allows(model)]
         await send_json(send, 200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,

@@ -15,7 +15,7 @@ from yourouter.asgi import Headers, PathRouter, Request, Send, send_bytes, send_
 from yourouter.auth.credentials import bearer_token, first_of, header_token, query_token
 from yourouter.codecs import StreamEncoder
 from yourouter.codecs import gemini as codec
-from yourouter.codecs.openai import parse_object
+from yourouter.codecs.common import parse_object
 from yourouter.ir.chat import ChatRequest
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.pipeline.core import Call, Pipeline, new_request_id
@@ -116,12 +116,10 @@ class GeminiRoutes:
 
     async def list_models(self, request: Request, send: Send) -> None:
         """Gemini's `models.list` shape (also served at `/v1/models` to clients sending `x-goog-api-key`/`?key=`)."""
+        key = await self._pipeline.key_or_error(request, send, SURFACE)
+        if key is None:
+            return
         headers = [(b"x-request-id", new_request_id().encode())]
-        try:
-            key = await self._pipeline.authenticate(request, SURFACE)
-        except GatewayError as error:
-            return await send_bytes(send, error.status, codec.error_body(error),
-                                    [*headers, (b"content-type", b"application/json")])
         methods = ["generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"]
         models = [{"name": f"models/{model}", "displayName": model, "supportedGenerationMethods": methods}
                   for model, _ in self._catalog.models() if key.allows(model)]

@@ -60,12 +60,10 @@ class OpenAIRoutes:
         if self._gemini_models is not None and (request.header(b"x-goog-api-key") is not None
                                                 or "key" in request.query):
             return await self._gemini_models(request, send)  # and so does google-genai in Gemini API mode
+        key = await self._pipeline.key_or_error(request, send, SURFACE)
+        if key is None:
+            return
         headers = [(b"x-request-id", new_request_id().encode())]
-        try:
-            key = await self._pipeline.authenticate(request, SURFACE)
-        except GatewayError as error:
-            return await send_bytes(send, error.status, codec.error_body(error),
-                                    [*headers, (b"content-type", b"application/json")])
         data = [self._model(model, vendors) for model, vendors in self._catalog.models() if key.allows(model)]
         await send_json(send, 200, {"object": "list", "data": data}, headers)
 

@@ -15,7 +15,6 @@ from yourouter.codecs.openai.passthrough import (
     error_body,
     parse_chat,
     parse_embeddings,
-    parse_object,
     stream_error_event,
     stream_tap,
     upstream_chat_body,
@@ -50,6 +49,6 @@ __all__ = [
     "DIALECT", "ChatRequest", "EmbeddingsRequest", "OpenAIStreamDecoder", "OpenAIStreamEncoder", "StreamUsageTap",
     "decode_embeddings_request", "decode_embeddings_response", "decode_request", "decode_response",
     "encode_embeddings_request", "encode_embeddings_response", "encode_request", "encode_response", "error_body",
-    "parse_chat", "parse_embeddings", "parse_object", "stream_decoder", "stream_encoder", "stream_error_event",
+    "parse_chat", "parse_embeddings", "stream_decoder", "stream_encoder", "stream_error_event",
     "stream_tap", "upstream_chat_body", "upstream_error_message", "usage_of_response",
 ]

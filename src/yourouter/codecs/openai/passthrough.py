@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from yourouter.codecs.common import parse_object
 from yourouter.codecs.sse import data_of
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
 from yourouter.ir.usage import Usage
@@ -42,18 +43,6 @@ def stream_error_event(error: GatewayError) -> bytes:
 
 
 # Requests -----------------------------------------------------------------------------------------------------
-
-def parse_object(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise bad_request("The request body is empty; expected a JSON object.")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc.msg} (at character {exc.pos}).") from None
-    if not isinstance(payload, dict):
-        raise bad_request("The request body must be a JSON object.")
-    return payload
-
 
 def _model(payload: dict[str, Any]) -> str:
     model = payload.get("model")
