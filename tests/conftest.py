@@ -52,7 +52,7 @@ def postgres_url() -> Iterator[str]:
 def _clean_simulators(request: pytest.FixtureRequest) -> Iterator[None]:
     """Faults queued by one test never leak into the next."""
     yield
-    for name in ("gateway", "matrix", "routed", "breaker"):
+    for name in ("gateway", "matrix", "routed", "breaker", "aws"):
         if name in request.fixturenames:
             handle: GatewayHandle = request.getfixturevalue(name)
             for url in handle.sims.values():

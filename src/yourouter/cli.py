@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import secrets
@@ -53,6 +54,13 @@ def _demo_settings(base: Settings | None, host: str, port: int) -> tuple[Setting
                          "api_key": "sk-simulator", "models": DEMO_MODELS["anthropic"]},
                         {"name": "demo-google", "vendor": "google", "type": "google", "base_url": upstream,
                          "api_key": "sk-simulator", "models": DEMO_MODELS["google"]}]
+    if importlib.util.find_spec("botocore") is not None:  # Bedrock signs with botocore (the `bedrock` extra)
+        from yourouter.simulators.bedrock import ACCESS_KEY_ID
+
+        raw["providers"].append({"name": "demo-bedrock", "vendor": "aws", "base_url": upstream, "region": "us-east-1",
+                                 "aws_access_key_id": ACCESS_KEY_ID, "aws_secret_access_key": "sk-simulator",
+                                 "models": [{"name": "claude-3-5-haiku",
+                                             "upstream": "anthropic.claude-3-5-haiku-20241022-v1:0"}]})
     return settings_from_mapping(raw, env={}), demo_key
 
 
@@ -123,13 +131,26 @@ def serve(
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("yourouter.app:app_from_environment", factory=True, workers=settings.workers, **options)
     else:
-        uvicorn.run(Gateway(settings), **options)
+        try:
+            gateway = Gateway(settings)
+        except ConfigError as exc:  # e.g. a Bedrock deployment without botocore or AWS credentials
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        uvicorn.run(gateway, **options)
 
 
 @app.command("check-config")
 def check_config(config: ConfigOption = None) -> None:
     """Validate a config file without starting the gateway."""
     settings = _settings(config)
+    from yourouter.providers.registry import build_provider
+
+    try:
+        for provider in settings.providers:
+            build_provider(provider)  # what only building tells: botocore present, AWS credentials found
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     console.print(f"OK: {len(settings.providers)} provider(s), {len(settings.keys)} static key(s), "
                   f"database {settings.database_url.split('://')[0]}", highlight=False)
 
@@ -248,13 +269,14 @@ def routes(
 def simulate(
     port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
-    api_key: Annotated[str | None, typer.Option(help="Require this Bearer key.")] = None,
+    api_key: Annotated[str | None, typer.Option(help="Require this key (Bedrock: the SigV4 secret of access key "
+                                                     "AKIAYOUROUTERSIM0001, or a Bedrock API key).")] = None,
     latency_ms: Annotated[float, typer.Option(help="Delay before each response / first SSE event.")] = 0.0,
     chunk_delay_ms: Annotated[float, typer.Option(help="Delay between SSE events.")] = 0.0,
     fail_rate: Annotated[float, typer.Option(help="Fraction of requests that fail (0..1).")] = 0.0,
     fail_status: Annotated[int, typer.Option(help="Status of injected failures.")] = 500,
 ) -> None:
-    """Run the upstream simulators (OpenAI, Anthropic and Gemini protocols) on one port."""
+    """Run the upstream simulators (OpenAI, Anthropic, Gemini and Bedrock protocols) on one port."""
     from yourouter.simulators.combined import run
     from yourouter.simulators.openai import SimulatorSettings
 

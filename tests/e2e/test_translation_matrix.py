@@ -1,8 +1,8 @@
 """Every client dialect to every provider protocol, through one gateway, with the official SDKs.
 
-Clients: openai, anthropic, google-genai (Gemini API mode and Vertex mode). Providers: an OpenAI-, an Anthropic- and
-a Gemini-protocol simulator. Each cell runs text, streaming, an image and a complete tool round trip (plain and
-streamed), and checks what reached the upstream.
+Clients: openai, anthropic, google-genai (Gemini API mode and Vertex mode). Providers: an OpenAI-, an Anthropic-,
+a Gemini- and a Bedrock (Converse, SigV4-signed) simulator. Each cell runs text, streaming, an image and a complete
+tool round trip (plain and streamed), and checks what reached the upstream.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def test_text_with_system_prompt(matrix: GatewayHandle, client: str, provider: s
     elif provider == "anthropic":
         assert body["system"] in ("Be terse.", [{"type": "text", "text": "Be terse."}]) and body["max_tokens"] == 200
         assert seen["headers"].get("x-api-key", seen["headers"].get("authorization", "")).endswith(UPSTREAM_KEY)
+    elif provider == "bedrock":
+        assert body["system"] == [{"text": "Be terse."}] and body["inferenceConfig"]["maxTokens"] == 200
+        assert seen["path"] == "/model/anthropic.claude-sim-v1:0/converse"
+        assert seen["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+        assert "/us-west-2/bedrock/aws4_request" in seen["headers"]["authorization"]
     else:
         assert body["systemInstruction"]["parts"][0]["text"] == "Be terse."
         assert seen["headers"].get("x-goog-api-key") == UPSTREAM_KEY

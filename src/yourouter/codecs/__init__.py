@@ -1,7 +1,8 @@
 """Wire dialects: one package per dialect (pure, no I/O), plus `sse`, the only SSE framer.
 
-`DialectCodec` is what the pipeline needs of a dialect; `codec(name)` finds one. A new dialect adds its package
-and one line to `_MODULES`.
+`UpstreamCodec` is what the pipeline needs of a provider's dialect; `DialectCodec` adds what a client's dialect
+needs (clients speak OpenAI, Anthropic or Gemini; Bedrock is upstream-only). `codec(name)` finds one. A new dialect
+adds its package and one line to `_MODULES`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from yourouter.ir.errors import GatewayError
 from yourouter.ir.usage import Usage
 
 _MODULES = {"openai": "yourouter.codecs.openai", "anthropic": "yourouter.codecs.anthropic",
-            "gemini": "yourouter.codecs.gemini"}
+            "gemini": "yourouter.codecs.gemini", "bedrock": "yourouter.codecs.bedrock"}
+SSE_CONTENT_TYPE = "text/event-stream"
 
 
 class StreamTap(Protocol):
@@ -24,6 +26,14 @@ class StreamTap(Protocol):
     usage: Usage | None
 
     def event(self, raw: bytes) -> bytes | None: ...
+
+
+class StreamSplitter(Protocol):
+    """Cuts an upstream byte stream into whole events (SSE by default; Bedrock's binary event stream)."""
+
+    def feed(self, chunk: bytes) -> list[bytes]: ...
+
+    def close(self) -> bytes: ...
 
 
 class StreamDecoder(Protocol):
@@ -38,26 +48,32 @@ class StreamEncoder(Protocol):
     def close(self) -> bytes: ...
 
 
-class DialectCodec(Protocol):
+class UpstreamCodec(Protocol):
+    """What a provider's dialect must offer: requests out, answers and errors back."""
+
     DIALECT: str
-
-    def error_body(self, error: GatewayError) -> bytes: ...
-
-    def stream_error_event(self, error: GatewayError) -> bytes: ...
-
-    def usage_of_response(self, body: bytes) -> Usage | None: ...
-
-    def stream_tap(self, strip_usage: bool) -> StreamTap: ...
-
-    def upstream_error_message(self, body: bytes) -> str | None: ...
 
     def encode_request(self, request: ChatRequest, model: str) -> dict[str, Any]: ...
 
     def decode_response(self, payload: dict[str, Any]) -> ChatResponse: ...
 
-    def encode_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]: ...
-
     def stream_decoder(self) -> StreamDecoder: ...
+
+    def usage_of_response(self, body: bytes) -> Usage | None: ...
+
+    def upstream_error_message(self, body: bytes) -> str | None: ...
+
+
+class DialectCodec(UpstreamCodec, Protocol):
+    """A dialect clients speak: also renders answers, streams and errors for them."""
+
+    def error_body(self, error: GatewayError) -> bytes: ...
+
+    def stream_error_event(self, error: GatewayError) -> bytes: ...
+
+    def stream_tap(self, strip_usage: bool) -> StreamTap: ...
+
+    def encode_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]: ...
 
     def stream_encoder(self, request: ChatRequest) -> StreamEncoder: ...
 
@@ -83,3 +99,19 @@ def embeddings_codec(name: str) -> EmbeddingsCodec:
     """The embeddings side of a dialect; routing only sends embeddings to providers that have them."""
     module: Any = importlib.import_module(_MODULES[name])
     return module  # type: ignore[no-any-return]
+
+
+def stream_content_type(name: str) -> str:
+    """The content type of the dialect's streamed responses."""
+    return str(getattr(codec(name), "STREAM_CONTENT_TYPE", SSE_CONTENT_TYPE))
+
+
+def stream_splitter(name: str) -> StreamSplitter:
+    """A fresh splitter for one of the dialect's streams (SSE unless the dialect says otherwise)."""
+    make = getattr(codec(name), "stream_splitter", None)
+    if make is None:
+        from yourouter.codecs.sse import SseSplitter
+
+        return SseSplitter()
+    splitter: StreamSplitter = make()
+    return splitter

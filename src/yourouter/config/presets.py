@@ -15,6 +15,7 @@ PRESETS: dict[str, VendorPreset] = {
     "openai": VendorPreset("openai", "https://api.openai.com/v1"),
     "azure": VendorPreset("azure", None),  # https://<resource>.openai.azure.com
     "anthropic": VendorPreset("anthropic", "https://api.anthropic.com"),
+    "aws": VendorPreset("bedrock", None),  # https://bedrock-runtime.<region>.amazonaws.com, from `region`
     "google": VendorPreset("google", "https://generativelanguage.googleapis.com"),
     "deepseek": VendorPreset("openai", "https://api.deepseek.com/v1"),
     "mistral": VendorPreset("openai", "https://api.mistral.ai/v1"),

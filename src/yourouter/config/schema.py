@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from yourouter.config.presets import PRESETS
 
 #: Wire protocols an upstream may speak (later: ark, google-search).
-ProviderType = Literal["openai", "anthropic", "google", "azure"]
+ProviderType = Literal["openai", "anthropic", "google", "azure", "bedrock"]
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -47,6 +47,12 @@ class ProviderConfig(_Strict):
     base_url: str = ""  # default: from the vendor's preset
     api_key: str | None = None
     api_version: str | None = None  # Azure OpenAI's `api-version` query parameter
+    #: AWS Bedrock: the region (signing and the default base URL) and, optionally, static credentials; without
+    #: them (and without `api_key`, a Bedrock API key) botocore's default chain is used (env, profile, role).
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
     models: list[ModelEntry] = Field(min_length=1)
     #: Anthropic needs `max_tokens`; used when the client gave none (default: per model family).
     default_max_tokens: int | None = Field(default=None, ge=1)
@@ -81,6 +87,12 @@ class ProviderConfig(_Strict):
         preset = PRESETS.get(vendor)
         if self.type is None:
             object.__setattr__(self, "type", preset.type if preset else "openai")
+        if not self.base_url and self.type == "bedrock":
+            if not self.region:
+                raise ValueError("region is required for a Bedrock deployment (or give base_url)")
+            object.__setattr__(self, "base_url", f"https://bedrock-runtime.{self.region}.amazonaws.com")
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            raise ValueError("aws_access_key_id and aws_secret_access_key go together")
         if not self.base_url:
             if preset is None or preset.base_url is None:
                 raise ValueError(f"base_url is required (vendor {vendor!r} has no default)")

@@ -24,7 +24,14 @@ import orjson
 
 from yourouter.asgi import BodyTooLarge, Headers, Request, Send, send_bytes
 from yourouter.auth.keys import ClientKey, KeyStore
-from yourouter.codecs import DialectCodec, StreamEncoder, codec, embeddings_codec
+from yourouter.codecs import (
+    DialectCodec,
+    StreamEncoder,
+    codec,
+    embeddings_codec,
+    stream_content_type,
+    stream_splitter,
+)
 from yourouter.codecs.common import check_translatable
 from yourouter.ir.chat import ChatRequest, EmbeddingRequest
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
@@ -116,7 +123,7 @@ Parser = Callable[[bytes, Request], Call]
 _WATCH_AFTER_S = 0.05
 _UNTRANSLATABLE = frozenset({"untranslatable_content", "untranslatable_parameter"})
 _FAILOVER_KINDS = frozenset({ErrorKind.UPSTREAM, ErrorKind.TIMEOUT, ErrorKind.RATE_LIMIT})
-_RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 429})
+_RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 424, 429})  # 424: Bedrock's ModelErrorException
 _JSON_TYPES = (b"application/json", b"text/json")
 _STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 404: ErrorKind.NOT_FOUND, 413: ErrorKind.PAYLOAD_TOO_LARGE,
                  422: ErrorKind.INVALID_REQUEST}
@@ -376,7 +383,7 @@ class Pipeline:
                         errors.append(error)
                         continue
                     health.succeeded((time.perf_counter() - started) * 1000)
-                    streaming = call.stream and response.content_type == "text/event-stream"
+                    streaming = call.stream and response.content_type == stream_content_type(provider.dialect)
                     if same and streaming:
                         await relay_stream(send, response, headers, record, started,
                                            provider_codec.stream_tap(call.strip_usage), surface.stream_error_event,
@@ -392,7 +399,8 @@ class Pipeline:
                     elif streaming:
                         await relay_translated_stream(send, response, headers, record, started,
                                                       provider_codec.stream_decoder(),
-                                                      surface.stream_encoder(call.ir()))
+                                                      surface.stream_encoder(call.ir()),
+                                                      stream_splitter(provider.dialect))
                     else:
                         await relay_translated_body(send, response, headers, record, started, provider_codec,
                                                     codec(surface.dialect), call.ir())

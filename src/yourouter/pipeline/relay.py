@@ -19,7 +19,14 @@ from yourouter.ir.usage import Usage
 from yourouter.metering.ledger import UsageRecord
 
 if TYPE_CHECKING:
-    from yourouter.codecs import DialectCodec, EmbeddingsCodec, StreamDecoder, StreamEncoder, StreamTap
+    from yourouter.codecs import (
+        DialectCodec,
+        EmbeddingsCodec,
+        StreamDecoder,
+        StreamEncoder,
+        StreamSplitter,
+        StreamTap,
+    )
 
 _SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                          (b"x-accel-buffering", b"no")]
@@ -89,9 +96,10 @@ async def disconnected(receive: Receive) -> bool:
             return True
 
 
-async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started: float) -> AsyncIterator[bytes]:
-    """Complete SSE events of the upstream body, as they arrive."""
-    splitter = SseSplitter()
+async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started: float,
+                  splitter: StreamSplitter | None = None) -> AsyncIterator[bytes]:
+    """Complete events of the upstream body (SSE unless another splitter is given), as they arrive."""
+    splitter = splitter or SseSplitter()
     async for chunk in response.content.iter_any():
         if record.ttfb_ms is None:
             record.ttfb_ms = (time.perf_counter() - started) * 1000
@@ -99,7 +107,7 @@ async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started
             yield event
     rest = splitter.close()
     if rest.strip():
-        yield rest + b"\n\n"
+        yield rest + b"\n\n" if isinstance(splitter, SseSplitter) else rest
 
 
 async def _guarded(record: UsageRecord, error_event: Callable[[GatewayError], bytes], send: Send,
@@ -142,7 +150,7 @@ async def relay_stream(send: Send, response: aiohttp.ClientResponse, headers: He
 
 async def relay_translated_stream(send: Send, response: aiohttp.ClientResponse, headers: Headers,
                                   record: UsageRecord, started: float, decoder: StreamDecoder,
-                                  encoder: StreamEncoder) -> None:
+                                  encoder: StreamEncoder, splitter: StreamSplitter | None = None) -> None:
     """Another dialect: each upstream event becomes the client's events as it arrives."""
     content_type = getattr(encoder, "headers", None) or _SSE_HEADERS
     await send({"type": "http.response.start", "status": 200, "headers": [*headers, *content_type]})
@@ -160,7 +168,7 @@ async def relay_translated_stream(send: Send, response: aiohttp.ClientResponse, 
         return b"".join(out)
 
     async def relay() -> None:
-        async for event in _events(response, record, started):
+        async for event in _events(response, record, started, splitter):
             data = encode(decoder.feed(event))
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import aiohttp
+import yarl
 
 from yourouter.providers.base import Provider
 
@@ -34,8 +35,11 @@ class UpstreamPool:
 
     def post(self, provider: Provider, url: str, body: bytes, extra_headers: dict[str, str] | None = None
              ) -> aiohttp.client._RequestContextManager:
-        headers = provider.headers() if not extra_headers else {**provider.headers(), **extra_headers}
-        return self.session(provider).post(url, data=body, headers=headers)
+        headers = provider.headers(url, body)
+        if extra_headers:
+            headers = {**headers, **extra_headers}
+        # encoded=True: the URL is sent exactly as built (providers quote their path parts; SigV4 signs them as is)
+        return self.session(provider).post(yarl.URL(url, encoded=True), data=body, headers=headers)
 
     async def close(self) -> None:
         for session in self._sessions.values():

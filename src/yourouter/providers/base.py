@@ -32,8 +32,9 @@ class Provider(Protocol):
         """The upstream URL for an operation (`chat`, `embeddings`, `count_tokens`)."""
         ...
 
-    def headers(self) -> dict[str, str]:
-        """Request headers carrying the upstream's credentials (never the client's)."""
+    def headers(self, url: str = "", body: bytes = b"") -> dict[str, str]:
+        """Request headers carrying the upstream's credentials (never the client's). Providers that sign each
+        request (Bedrock's SigV4) need its URL and body."""
         ...
 
     def supports(self, operation: str) -> bool: ...
@@ -60,7 +61,7 @@ class HttpProvider:
     def url(self, operation: str, model: str, stream: bool) -> str:
         return self._urls[operation]
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, url: str = "", body: bytes = b"") -> dict[str, str]:
         return self._headers
 
     def supports(self, operation: str) -> bool:

@@ -8,6 +8,7 @@ from yourouter.config.schema import ProviderConfig
 from yourouter.providers.anthropic import AnthropicProvider
 from yourouter.providers.azure import AzureOpenAIProvider
 from yourouter.providers.base import Provider
+from yourouter.providers.bedrock import BedrockProvider
 from yourouter.providers.google import GoogleProvider
 from yourouter.providers.openai import OpenAIProvider
 
@@ -16,6 +17,7 @@ ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
     "anthropic": AnthropicProvider,
     "google": GoogleProvider,
     "azure": AzureOpenAIProvider,
+    "bedrock": BedrockProvider,
 }
 
 

@@ -1,9 +1,9 @@
 """All simulators behind one port, as `yourouter simulate` serves them: OpenAI (`/v1/chat/completions`,
-`/v1/embeddings`, `/v1/models`), Anthropic (`/v1/messages`, and `/v1/models` when `anthropic-version` is sent) and
-Gemini (`/{version}/.../models/{model}:method`).
+`/v1/embeddings`, `/v1/models`), Anthropic (`/v1/messages`, and `/v1/models` when `anthropic-version` is sent),
+Gemini (`/{version}/.../models/{model}:method`) and Bedrock (`/model/{modelId}/converse[-stream]`).
 
 Control endpoints (`/_sim/faults`, `/_sim/requests`): POST and DELETE go to every simulator; GET lists each
-simulator's state under its name. `/_sim/openai/...`, `/_sim/anthropic/...` and `/_sim/gemini/...` address one.
+simulator's state under its name. `/_sim/{openai,anthropic,gemini,bedrock}/...` address one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import uvicorn
 
 from yourouter.simulators._asgi import ASGIApp, Receive, Scope, Send
 from yourouter.simulators.anthropic import create_app as create_anthropic
+from yourouter.simulators.bedrock import create_app as create_bedrock
 from yourouter.simulators.gemini import create_app as create_gemini
 from yourouter.simulators.openai import SimulatorSettings
 from yourouter.simulators.openai import create_app as create_openai
@@ -28,10 +29,12 @@ _GEMINI_METHODS = (":generateContent", ":streamGenerateContent", ":countTokens",
 class CombinedSimulator:
     def __init__(self, settings: SimulatorSettings) -> None:
         self.apps: dict[str, ASGIApp] = {"openai": create_openai(settings), "anthropic": create_anthropic(settings),
-                                         "gemini": create_gemini(settings)}
+                                         "gemini": create_gemini(settings), "bedrock": create_bedrock(settings)}
 
     def _pick(self, scope: Scope) -> ASGIApp:
         path: str = scope["path"]
+        if path.startswith("/model/"):
+            return self.apps["bedrock"]
         if (any(method in path for method in _GEMINI_METHODS) or path.startswith(("/v1beta/", "/v1beta1/"))
                 or "/publishers/" in path):
             return self.apps["gemini"]
