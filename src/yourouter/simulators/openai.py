@@ -2,6 +2,9 @@
 
 Serves `POST /v1/chat/completions` (JSON and SSE), `POST /v1/embeddings`, `GET /v1/models[/{id}]` and
 `GET /health` (every path also without the `/v1` prefix), with OpenAI's validation and error envelopes.
+Azure OpenAI's data plane is served too: `POST /openai/deployments/{deployment-id}/chat/completions` and
+`/embeddings` with `?api-version=...`, the key in `api-key`, Azure's errors and content filter annotations
+(`_openai_azure.py`); faults and directives work there the same way.
 Replies are deterministic; ids come from a `random.Random` seeded by `SimulatorSettings.seed`.
 
 Faults can be injected three ways:
@@ -9,7 +12,7 @@ Faults can be injected three ways:
 - settings: `fail_rate` / `fail_status` answer a random share of chat/embeddings requests with an error;
 - control endpoints (never behind auth): `POST /_sim/faults` queues a fault for the next `count` chat/embeddings
   requests, `GET`/`DELETE /_sim/faults` list/clear the queue, `GET`/`DELETE /_sim/requests` read/clear a log of
-  the last 100 requests (method, path, lowercased headers, parsed JSON body or null);
+  the last 100 requests (method, path, query string, lowercased headers, parsed JSON body or null);
 - directives in the last message when it is a user message (or in embeddings input text), which pass through a
   gateway unchanged: `[sim:status=429]`, `[sim:retry_after=2]`, `[sim:delay_ms=300]`, `[sim:disconnect]`,
   `[sim:midstream_disconnect=3]`, `[sim:midstream_error=3]`, `[sim:reply=some text]`, `[sim:tool_calls=2]`.
@@ -48,6 +51,9 @@ from ._asgi import (
     sse_event,
     stream_events,
 )
+from ._openai_azure import PREFIX as AZURE_PREFIX
+from ._openai_azure import AzureCall, AzureError, annotate_chunks, annotate_completion, response_headers
+from ._openai_azure import authenticate as authenticate_azure
 from ._openai_chat import (
     Directives,
     content_text,
@@ -181,8 +187,10 @@ class SimulatorState:
     def clear_faults(self) -> None:
         self._faults.clear()
 
-    def record(self, method: str, path: str, headers: dict[str, str], body: object) -> dict[str, Any]:
-        entry: dict[str, Any] = {"method": method, "path": path, "headers": headers, "body": body}
+    def record(
+        self, method: str, path: str, headers: dict[str, str], body: object, query: str = ""
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {"method": method, "path": path, "query": query, "headers": headers, "body": body}
         self._requests.append(entry)
         return entry
 
@@ -233,19 +241,26 @@ class OpenAISimulator:
         if path.startswith("/_sim/"):
             await serve_control(self.state, method, path, raw, send)
             return
-        entry = self.state.record(method, path, header_map(scope), _parse_json(raw)[0])
-        headers = [
+        query = scope.get("query_string", b"").decode("latin-1")
+        entry = self.state.record(method, path, header_map(scope), _parse_json(raw)[0], query)
+        azure = path.startswith(AZURE_PREFIX)
+        headers = response_headers(self.state.rng) if azure else [
             (b"x-request-id", random_id(self.state.rng, "req_", 32).encode()),
             (b"openai-version", b"2020-10-01"),
         ]
         watch = ClientWatch(receive)
         try:
-            await self._route(scope, raw, watch, send, headers, started)
+            if azure:
+                await self._azure(scope, raw, watch, send, headers, started)
+            else:
+                await self._route(scope, raw, watch, send, headers, started)
         except RequestError as error:
             envelope = error_envelope(
                 error.message, error_type="invalid_request_error", param=error.param, code=error.code
             )
             await send_json(send, error.status, envelope, self._timed(headers, started))
+        except AzureError as error:
+            await send_json(send, error.status, error.envelope(), self._timed(headers, started))
         finally:
             # What a gateway test checks: did the caller go away, and how long was this request held?
             entry["client_gone"] = watch.gone.is_set()
@@ -279,6 +294,14 @@ class OpenAISimulator:
         else:
             await self._generate(route, raw, watch, send, headers, started)
 
+    async def _azure(
+        self, scope: Scope, raw: bytes, watch: ClientWatch, send: Send, headers: Headers, started: float
+    ) -> None:
+        """Azure OpenAI's deployment paths: Azure's routing and auth, then the same handlers as OpenAI's paths."""
+        call = AzureCall.parse(scope["method"], scope["path"], scope.get("query_string", b""))
+        authenticate_azure(header_map(scope), self.settings.api_key)
+        await self._generate(call.route, raw, watch, send, headers, started, call)
+
     def _authenticate(self, request_headers: dict[str, str]) -> None:
         if self.settings.api_key is None:
             return
@@ -299,16 +322,27 @@ class OpenAISimulator:
         return {"id": model_id, "object": "model", "created": MODEL_CREATED, "owned_by": "simulator"}
 
     async def _generate(
-        self, route: str, raw: bytes, watch: ClientWatch, send: Send, headers: Headers, started: float
+        self,
+        route: str,
+        raw: bytes,
+        watch: ClientWatch,
+        send: Send,
+        headers: Headers,
+        started: float,
+        azure: AzureCall | None = None,
     ) -> None:
-        """Chat completions and embeddings: faults, validation, latency, then the answer (JSON or SSE)."""
+        """Chat completions and embeddings: faults, validation, latency, then the answer (JSON or SSE).
+
+        With `azure`, the deployment is the model (Azure ignores the body's `model`) and replies are Azure's."""
         queued = self.state.take_fault()
         if queued is None and self.settings.fail_rate and self.state.rng.random() < self.settings.fail_rate:
             queued = Fault("status", status=self.settings.fail_status)
         midstream = [queued] if queued is not None and queued.kind.startswith("midstream") else []
-        if queued is not None and not midstream and not await self._apply_fault(queued, watch, send, headers):
+        if queued is not None and not midstream and not await self._apply_fault(queued, watch, send, headers, azure):
             return
         body = _json_object(raw)
+        if azure is not None:
+            body["model"] = azure.deployment
         if route == "/embeddings":
             validate_embeddings(body)
             directives = parse_directives(" ".join(i for i in _as_list(body["input"]) if isinstance(i, str)))
@@ -319,7 +353,7 @@ class OpenAISimulator:
         for fault in _directive_faults(directives):
             if fault.kind.startswith("midstream"):
                 midstream.append(fault)
-            elif not await self._apply_fault(fault, watch, send, headers):
+            elif not await self._apply_fault(fault, watch, send, headers, azure):
                 return
         if not await watch.pause(self.settings.latency_ms / 1000):
             return
@@ -330,13 +364,19 @@ class OpenAISimulator:
             return
         reply = plan_reply(body, directives, self.state.rng, int(time.time()))
         if body.get("stream") is not True:
-            await self._send_body(render_completion(reply), cut, watch, send, self._timed(headers, started))
+            completion = render_completion(reply)
+            completion = annotate_completion(completion) if azure is not None else completion
+            await self._send_body(completion, cut, watch, send, self._timed(headers, started))
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = [sse_event(chunk) for chunk in render_chunks(reply, include_usage)] + [SSE_DONE]
+        chunks = render_chunks(reply, include_usage)
+        chunks = annotate_chunks(chunks) if azure is not None else chunks
+        events = [sse_event(chunk) for chunk in chunks] + [SSE_DONE]
         await self._stream(events, cut, watch, send, self._timed(headers, started))
 
-    async def _apply_fault(self, fault: Fault, watch: ClientWatch, send: Send, headers: Headers) -> bool:
+    async def _apply_fault(
+        self, fault: Fault, watch: ClientWatch, send: Send, headers: Headers, azure: AzureCall | None = None
+    ) -> bool:
         """Apply a pre-response fault; return True when the request should still be answered normally."""
         if fault.kind == "timeout":
             return await watch.pause(fault.delay_ms / 1000)
@@ -356,7 +396,10 @@ class OpenAISimulator:
             extra.append((b"retry-after", f"{fault.retry_after:g}".encode()))
         if fault.status == 429:
             extra += [(b"x-ratelimit-limit-requests", b"10000"), (b"x-ratelimit-remaining-requests", b"0")]
-        await send_json(send, fault.status, error_envelope(message, error_type=error_type, code=code), extra)
+        envelope = error_envelope(message, error_type=error_type, code=code)
+        if azure is not None and fault.status == 429:
+            envelope = azure.rate_limited(fault.retry_after).envelope()
+        await send_json(send, fault.status, envelope, extra)
         return False
 
     async def _send_body(

@@ -45,6 +45,8 @@ class OpenAIStreamDecoder:
             return [StreamError(500, str(error.get("message") or "The upstream reported an error mid-stream."))]
         out: list[StreamEvent] = []
         if not self._started:
+            if not chunk.get("id") and not chunk.get("choices") and chunk.get("usage") is None:
+                return []  # Azure's opening chunk carries only prompt filter results: no id, model or choices
             self._started = True
             out.append(StreamStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or "")))
         for choice in chunk.get("choices") or []:
