@@ -18,6 +18,7 @@ from yourouter.observability.logs import AccessLog
 from yourouter.pipeline.core import Pipeline, new_request_id
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.upstream import UpstreamPool
+from yourouter.pricing import PriceBook
 from yourouter.providers.registry import build_provider
 from yourouter.routing.catalog import Catalog
 from yourouter.routing.health import BreakerPolicy, HealthBoard
@@ -51,8 +52,9 @@ class Gateway:
         breaker = BreakerPolicy(failures=routing.cooldown_failures, window_s=routing.cooldown_window_s,
                                 cooldown_s=routing.cooldown_s)
         self.health_board = HealthBoard(breaker)
+        self.prices = PriceBook.from_config(settings.prices)
         self.policy = RoutingPolicy(self.health_board, routing.strategy, routing.retry_backoff_s,
-                                    routing.max_retry_wait_s)
+                                    routing.max_retry_wait_s, prices=self.prices)
         self.upstream = UpstreamPool(self.providers)
         self.usage = UsageRepository(self.engine)
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,

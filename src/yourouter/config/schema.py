@@ -26,12 +26,29 @@ class StaticKey(_Strict):
     models: list[str] = Field(default_factory=lambda: ["*"])
 
 
+class PriceConfig(_Strict):
+    """A price in USD: per 1M input, output and cached-input tokens, and per call for things billed per query
+    (search engines). A field left out is 0, except `cached_input`, which then bills at the `input` price."""
+
+    input: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    output: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    cached_input: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    per_query: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> PriceConfig:
+        if not self.model_fields_set:
+            raise ValueError("a price needs at least one of input, output, cached_input, per_query")
+        return self
+
+
 class ModelEntry(_Strict):
     """A model a deployment serves: the name clients use, the upstream's own name, and aliases."""
 
     name: str = Field(min_length=1)
     upstream: str | None = None
     aliases: list[str] = Field(default_factory=list)
+    price: PriceConfig | None = None  # this deployment's price for the model; wins over `prices` and the table
 
     @property
     def upstream_name(self) -> str:
@@ -116,7 +133,7 @@ class MediaConfig(_Strict):
 
 
 class RoutingConfig(_Strict):
-    strategy: Literal["latency", "least-busy", "weighted", "ordered"] = "latency"
+    strategy: Literal["latency", "least-busy", "weighted", "ordered", "cost"] = "latency"
     #: Models to try, translated as needed, when every deployment of a model failed: {gpt-4o: [claude-sonnet-4-5]}
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     cooldown_failures: int = Field(default=3, ge=1)  # failures within the window that start a cooldown
@@ -143,6 +160,8 @@ class Settings(_Strict):
     usage: UsageConfig = Field(default_factory=UsageConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: Prices by model name (or search provider name), over the shipped table (yourouter/pricing/table.py).
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
     #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).
     demo: bool = False
 

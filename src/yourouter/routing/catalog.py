@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from yourouter.config.schema import ModelEntry
 from yourouter.ir.errors import bad_request
 from yourouter.providers.base import Provider
 
@@ -17,6 +18,8 @@ class Route:
 
     provider: Provider
     upstream_model: str
+    #: The config's model entry (client-facing name, deployment price); not compared, so a Route stays hashable.
+    entry: ModelEntry | None = field(default=None, compare=False)
 
 
 class Catalog:
@@ -30,7 +33,7 @@ class Catalog:
             for entry in provider.config.models:
                 self._listed.setdefault(entry.name, []).append(provider)
                 for name in (entry.name, *entry.aliases):
-                    self._by_model.setdefault(name, []).append(Route(provider, entry.upstream_name))
+                    self._by_model.setdefault(name, []).append(Route(provider, entry.upstream_name, entry))
 
     def models(self) -> list[tuple[str, tuple[str, ...]]]:
         """(model, vendors serving it), in config order."""
