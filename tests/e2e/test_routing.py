@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +237,65 @@ def test_routes_admin_endpoint_and_cli(breaker: GatewayHandle, tmp_path: Path) -
         assert gpt4o["state"] == "healthy" and gpt4o["ttfb_ewma_ms"] is not None
         shown = yourouter("routes", "--config", str(path), "--url", running.url)
         assert shown.returncode == 0 and "healthy" in shown.stdout
+
+
+@pytest.fixture(scope="module")
+def flaky_vendors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
+    """Three vendors of three protocols serving one model, two of them failing often, with cross-vendor fallbacks."""
+    from yourouter.simulators.anthropic import create_app as anthropic_sim
+    from yourouter.simulators.background import serve_in_thread
+    from yourouter.simulators.openai import SimulatorSettings
+    from yourouter.simulators.openai import create_app as openai_sim
+
+    flaky = SimulatorSettings(api_key=UPSTREAM_KEY, fail_rate=0.5, fail_status=503, seed=7)
+    with serve_in_thread(openai_sim(flaky)) as sim_x, serve_in_thread(anthropic_sim(flaky)) as sim_y, \
+            serve_in_thread(openai_sim(SimulatorSettings(api_key=UPSTREAM_KEY))) as sim_z:
+        db: Path = tmp_path_factory.mktemp("flaky") / "gw.db"
+        config = {
+            "database_url": f"sqlite:///{db}",
+            "usage": {"flush_interval_s": 0.05},
+            "routing": {"cooldown_failures": 1000, "retry_backoff_s": 0.01, "fallbacks": {"m": ["spare"]}},
+            "keys": [{"key": STATIC_KEY, "name": "pins", "models": ["*"]}],
+            "providers": [
+                {"name": "x1", "vendor": "xco", "base_url": f"{sim_x}/v1", "api_key": UPSTREAM_KEY,
+                 "models": ["m", "spare"]},
+                {"name": "y1", "vendor": "yco", "type": "anthropic", "base_url": sim_y, "api_key": UPSTREAM_KEY,
+                 "models": ["m"]},
+                {"name": "z1", "vendor": "zco", "base_url": f"{sim_z}/v1", "api_key": UPSTREAM_KEY,
+                 "models": ["m", "spare"]},
+            ],
+        }
+        with start_gateway(settings_from_mapping(config, env={}),
+                           sims={"xco": sim_x, "yco": sim_y, "zco": sim_z}) as gateway:
+            yield gateway
+
+
+def test_no_request_reaches_a_vendor_the_client_did_not_allow(flaky_vendors: GatewayHandle) -> None:
+    """Random pins (header, prefix, any case, or none) against failing vendors with failover and fallbacks: every
+    answer comes from the pinned vendor, and no pinned request ever reached another vendor's upstream."""
+    import random
+
+    rng = random.Random(11)
+    asked: dict[str, str | None] = {}
+    answered: dict[str, int] = {}
+    for number in range(60):
+        marker = f"pin-check-{number}"
+        pin = rng.choice([None, "auto", "xco", "yco", "zco"])
+        body = {"model": "m", "messages": [{"role": "user", "content": marker}], "max_tokens": 20}
+        headers = {}
+        if pin in ("xco", "yco", "zco") and rng.random() < 0.5:
+            body["model"] = f"{pin}/m"
+        elif pin is not None:
+            headers["vendor"] = pin.upper() if rng.random() < 0.3 else pin
+        response = flaky_vendors.post("/v1/chat/completions", body, headers=headers)
+        answered[response.headers.get("x-yourouter-vendor", "")] = response.status
+        if response.status == 200 and pin not in (None, "auto"):
+            assert response.headers["x-yourouter-vendor"] == pin, (marker, pin, response.headers)
+        asked[marker] = pin if pin not in (None, "auto") else None
+    for vendor in ("xco", "yco", "zco"):
+        for seen in flaky_vendors.sim_requests(vendor):
+            text = json.dumps(seen.get("body"))
+            for marker, pin in asked.items():
+                if f'"{marker}"' in text:
+                    assert pin in (None, vendor), f"{marker} pinned to {pin} reached {vendor}"
+    assert {"xco", "zco"} <= set(answered)  # the flaky vendors both answered some and failed some
