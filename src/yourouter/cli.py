@@ -172,24 +172,124 @@ def _key_store(settings: Settings) -> Any:
     return _Session()
 
 
+Csv = Annotated[str | None, typer.Option(help="Comma-separated; '*' = all.")]
+Limit = Annotated[int | None, typer.Option(min=0, help="0 = unlimited.")]
+
+
+def _key_changes(models: str | None, vendors: str | None, rpm: int | None, tpm: int | None,
+                 max_concurrency: int | None, budget_usd: float | None, budget_period: str | None,
+                 expires_at: str | None, disabled: bool | None, metadata: str | None) -> dict[str, Any]:
+    """The attributes given on the command line (validated as `KeyAttributes`), for create and update."""
+    from pydantic import ValidationError
+
+    from yourouter.config.schema import KeyAttributes
+
+    raw: dict[str, Any] = {"rpm": rpm, "tpm": tpm, "max_concurrency": max_concurrency, "budget_usd": budget_usd,
+                           "budget_period": budget_period, "expires_at": expires_at, "disabled": disabled}
+    raw = {name: value for name, value in raw.items() if value is not None}
+    for name in ("rpm", "tpm", "max_concurrency"):
+        if raw.get(name) == 0:
+            raw[name] = None  # 0 on the command line lifts the limit
+    for name, value in (("models", models), ("vendors", vendors)):
+        if value is not None:
+            raw[name] = [item.strip() for item in value.split(",") if item.strip()]
+    if budget_period == "lifetime":
+        raw["budget_period"] = None
+    if expires_at == "never":
+        raw["expires_at"] = None
+    if metadata is not None:
+        raw["metadata"] = json.loads(metadata)
+    try:
+        validated = KeyAttributes.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"[red]error:[/red] {'.'.join(map(str, first['loc']))}: {first['msg']}", highlight=False)
+        raise typer.Exit(2) from None
+    return validated.model_dump(include=set(raw))
+
+
+def _print_key(view: dict[str, Any]) -> None:
+    for name, value in view.items():
+        if value not in (None, [], {}, ["*"]) or name in ("models", "status"):
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            console.print(f"{name + ':':<17}{shown}", highlight=False, soft_wrap=True)
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A name for the key (shown in logs and usage).")],
-    models: Annotated[str, typer.Option(help="Comma-separated models the key may use ('*' = all).")] = "*",
+    models: Csv = None, vendors: Csv = None, rpm: Limit = None, tpm: Limit = None, max_concurrency: Limit = None,
+    budget_usd: Annotated[float | None, typer.Option(min=0, help="Budget in USD.")] = None,
+    budget_period: Annotated[str | None, typer.Option(help="day, month or lifetime (default).")] = None,
+    expires_at: Annotated[str | None, typer.Option(help="ISO time (UTC unless it has an offset).")] = None,
+    metadata: Annotated[str | None, typer.Option(help="A JSON object.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a key; its value is printed once and never stored."""
+    from yourouter.config.schema import KeyAttributes
+    from yourouter.surfaces.admin import key_view
+
+    settings = _settings(config)
+    attributes = KeyAttributes.model_validate(_key_changes(models, vendors, rpm, tpm, max_concurrency, budget_usd,
+                                                           budget_period, expires_at, None, metadata))
+
+    async def run() -> Any:
+        async with _key_store(settings) as store:
+            return await store.create(name, attributes)
+
+    created = asyncio.run(run())
+    _print_key({**key_view(created.record), "key": created.key})
+    err.print("Store the key now: it cannot be shown again.")
+
+
+@keys_app.command("update")
+def keys_update(
+    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    models: Csv = None, vendors: Csv = None, rpm: Limit = None, tpm: Limit = None, max_concurrency: Limit = None,
+    budget_usd: Annotated[float | None, typer.Option(min=0, help="Budget in USD.")] = None,
+    budget_period: Annotated[str | None, typer.Option(help="day, month or lifetime.")] = None,
+    expires_at: Annotated[str | None, typer.Option(help="ISO time, or `never`.")] = None,
+    disabled: Annotated[bool | None, typer.Option("--disabled/--enabled", help="Turn the key off or on.")] = None,
+    metadata: Annotated[str | None, typer.Option(help="A JSON object (replaces the old one).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Change a key's attributes (only those given); applies within key_cache_ttl_s in running gateways."""
+    from yourouter.surfaces.admin import key_view
+
+    settings = _settings(config)
+    changes = _key_changes(models, vendors, rpm, tpm, max_concurrency, budget_usd, budget_period, expires_at,
+                           disabled, metadata)
+
+    async def run() -> Any:
+        async with _key_store(settings) as store:
+            return await store.update(key_id, changes, name=name)
+
+    record = asyncio.run(run())
+    if record is None:
+        err.print(f"[red]error:[/red] no active key with id {key_id}", highlight=False)
+        raise typer.Exit(1)
+    _print_key(key_view(record))
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+                config: ConfigOption = None) -> None:
+    """Replace a key's secret (same id, limits and spend); the new value is printed once."""
+    from yourouter.surfaces.admin import key_view
+
     settings = _settings(config)
 
     async def run() -> Any:
         async with _key_store(settings) as store:
-            return await store.create(name, [m.strip() for m in models.split(",") if m.strip()])
+            return await store.rotate(key_id)
 
-    created = asyncio.run(run())
-    console.print(f"id:     {created.record.id}\nname:   {created.record.name}\nmodels: "
-                  f"{','.join(created.record.models)}", highlight=False)
-    console.print(f"key:    {created.key}", highlight=False, soft_wrap=True)
-    err.print("Store the key now: it cannot be shown again.")
+    rotated = asyncio.run(run())
+    if rotated is None:
+        err.print(f"[red]error:[/red] no active key with id {key_id}", highlight=False)
+        raise typer.Exit(1)
+    _print_key({**key_view(rotated.record), "key": rotated.key})
+    err.print("Store the key now: it cannot be shown again. The old one stops working.")
 
 
 @keys_app.command("list")
@@ -201,12 +301,23 @@ def keys_list(config: ConfigOption = None) -> None:
         async with _key_store(settings) as store:
             return await store.all()
 
-    table = Table("id", "name", "prefix", "models", "created", "status")
+    table = Table("id", "name", "prefix", "models", "vendors", "rpm", "tpm", "budget", "expires", "created", "status")
+
+    def budget(amount: Any, period: str | None) -> str:
+        return "-" if amount is None else f"${amount:f}".rstrip("0").rstrip(".") + (f"/{period}" if period else "")
+
     for record in asyncio.run(run()):
+        status = "revoked" if record.revoked_at else "disabled" if record.disabled else "active"
         table.add_row(record.id, record.name, record.key_prefix + "…", ",".join(record.models),
-                      record.created_at.strftime("%Y-%m-%d %H:%M"), "revoked" if record.revoked_at else "active")
+                      ",".join(record.vendors), str(record.rpm or "-"), str(record.tpm or "-"),
+                      budget(record.budget_usd, record.budget_period),
+                      record.expires_at.strftime("%Y-%m-%d %H:%M") if record.expires_at else "-",
+                      record.created_at.strftime("%Y-%m-%d %H:%M"), status)
     for key in settings.keys:
-        table.add_row("static:" + key.name, key.name, "(config)", ",".join(key.models), "-", "active")
+        table.add_row("static:" + key.name, key.name, "(config)", ",".join(key.models), ",".join(key.vendors),
+                      str(key.rpm or "-"), str(key.tpm or "-"), budget(key.budget_usd, key.budget_period),
+                      key.expires_at.strftime("%Y-%m-%d %H:%M") if key.expires_at else "-", "-",
+                      "disabled" if key.disabled else "active")
     console.print(table)
 
 

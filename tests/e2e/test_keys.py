@@ -100,3 +100,96 @@ def test_cli_keys_create_list_revoke(sim_a: str, sim_b: str, tmp_path: Path) -> 
         with pytest.raises(openai.AuthenticationError):
             client.chat.completions.create(model="gpt-4o", messages=USER)
     assert yourouter("keys", "revoke", "key_missing", "--config", str(path)).returncode == 1
+
+
+def test_admin_api_attributes_update_rotate(gateway: GatewayHandle) -> None:
+    created = _admin(gateway, "POST", "/admin/keys", {
+        "name": "team-b", "models": ["gpt-4o-mini"], "vendors": ["OpenAI"], "rpm": 100, "tpm": 50_000,
+        "max_concurrency": 4, "budget_usd": 12.5, "budget_period": "month", "metadata": {"team": "b"},
+        "expires_at": "2099-01-01T00:00:00Z"})
+    assert created.status == 201, created.body
+    body = created.json()
+    assert body["vendors"] == ["openai"] and body["rpm"] == 100 and body["budget_usd"] == 12.5
+    assert body["budget_period"] == "month" and body["metadata"] == {"team": "b"}
+    assert body["expires_at"].startswith("2099-01-01")
+    key, key_id = body["key"], body["id"]
+    client = gateway.client(key=key)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=USER).choices  # served by openai (sim-a)
+
+    bad = _admin(gateway, "PATCH", f"/admin/keys/{key_id}", {"rpm": 0})
+    assert bad.status == 400 and bad.json()["error"]["param"] == "rpm"
+    assert _admin(gateway, "PATCH", f"/admin/keys/{key_id}", {"budget_period": "week"}).status == 400
+    assert _admin(gateway, "PATCH", f"/admin/keys/{key_id}", {"colour": "red"}).status == 400
+    changed = _admin(gateway, "PATCH", f"/admin/keys/{key_id}", {"rpm": None, "name": "team-b2"})
+    assert changed.status == 200 and changed.json()["rpm"] is None and changed.json()["name"] == "team-b2"
+    assert changed.json()["tpm"] == 50_000  # untouched fields stay
+
+    disabled = _admin(gateway, "PATCH", f"/admin/keys/{key_id}", {"disabled": True})
+    assert disabled.json()["status"] == "disabled"
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    assert refused.value.code == "key_disabled"
+    _admin(gateway, "PATCH", f"/admin/keys/{key_id}", {"disabled": False})
+
+    rotated = _admin(gateway, "POST", f"/admin/keys/{key_id}/rotate")
+    assert rotated.status == 200 and rotated.json()["id"] == key_id and rotated.json()["tpm"] == 50_000
+    new_key = rotated.json()["key"]
+    assert new_key != key and rotated.json()["key_prefix"] == new_key[:10]
+    with pytest.raises(openai.AuthenticationError):  # the old secret stops working at once here
+        client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    assert gateway.client(key=new_key).chat.completions.create(model="gpt-4o-mini", messages=USER).choices
+    assert _admin(gateway, "POST", "/admin/keys/key_nope/rotate").status == 404
+    assert _admin(gateway, "PATCH", "/admin/keys/key_nope", {"rpm": 5}).status == 404
+
+
+def test_vendor_restricted_and_expired_keys(gateway: GatewayHandle) -> None:
+    azure_only = _admin(gateway, "POST", "/admin/keys", {"name": "azure-only", "vendors": ["azure"]}).json()["key"]
+    client = gateway.client(key=azure_only)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=USER)
+    assert raw.headers["x-yourouter-vendor"] == "azure"  # sim-a (openai) is skipped though it comes first
+    with pytest.raises(openai.AuthenticationError) as pinned:
+        client.chat.completions.create(model="gpt-4o-mini", messages=USER, extra_headers={"vendor": "openai"})
+    assert pinned.value.code == "vendor_not_allowed"
+    with pytest.raises(openai.AuthenticationError):  # only openai serves gpt-4o
+        client.chat.completions.create(model="gpt-4o", messages=USER)
+    listed = [m.id for m in client.models.list()]
+    assert "gpt-4o-mini" in listed and "gpt-4o" not in listed and "only-b" in listed
+
+    expired = _admin(gateway, "POST", "/admin/keys", {"name": "old", "expires_at": "2020-01-01T00:00:00"}).json()
+    with pytest.raises(openai.AuthenticationError) as refused:
+        gateway.client(key=expired["key"]).chat.completions.create(model="gpt-4o-mini", messages=USER)
+    assert refused.value.code == "key_expired"
+
+
+def test_static_keys_take_the_same_attributes(sim_a: str, sim_b: str, tmp_path: Path) -> None:
+    config = gateway_config(sim_a, sim_b, f"sqlite:///{tmp_path / 'static.db'}")
+    config["keys"] = [
+        {"key": "sk-static-vendor-0001", "name": "only-azure", "vendors": ["azure"], "rpm": 10, "budget_usd": 5,
+         "budget_period": "day", "metadata": {"owner": "ci"}},
+        {"key": "sk-static-off-00001", "name": "off", "disabled": True},
+    ]
+    with start_gateway(settings_from_mapping(config, env={})) as gateway:
+        raw = gateway.client(key="sk-static-vendor-0001").chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=USER)
+        assert raw.headers["x-yourouter-vendor"] == "azure"
+        with pytest.raises(openai.AuthenticationError):
+            gateway.client(key="sk-static-off-00001").chat.completions.create(model="gpt-4o-mini", messages=USER)
+
+
+def test_cli_keys_update_and_rotate(sim_a: str, sim_b: str, tmp_path: Path) -> None:
+    config = gateway_config(sim_a, sim_b, f"sqlite:///{tmp_path / 'cli2.db'}")
+    path = write_config(tmp_path / "yourouter.yaml", config)
+    created = yourouter("keys", "create", "--name", "bot", "--rpm", "5", "--budget-usd", "2.5",
+                        "--budget-period", "day", "--vendors", "openai,AWS", "--config", str(path))
+    assert created.returncode == 0, created.stderr
+    key_id = re.search(r"id:\s+(key_\w+)", created.stdout).group(1)
+    assert re.search(r"vendors:\s+openai,aws", created.stdout)
+    updated = yourouter("keys", "update", key_id, "--tpm", "1000", "--rpm", "0", "--disabled", "--config", str(path))
+    assert updated.returncode == 0, updated.stderr
+    assert re.search(r"tpm:\s+1000", updated.stdout) and "rpm:" not in updated.stdout
+    assert re.search(r"status:\s+disabled", updated.stdout)
+    rotated = yourouter("keys", "rotate", key_id, "--config", str(path))
+    assert rotated.returncode == 0 and re.search(r"key:\s+sk-yr-", rotated.stdout)
+    assert yourouter("keys", "update", key_id, "--budget-period", "week", "--config", str(path)).returncode == 2
+    listed = yourouter("keys", "list", "--config", str(path))
+    assert "$2.5/day" in listed.stdout and "disabled" in listed.stdout

@@ -6,11 +6,13 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 from fnmatch import fnmatchcase
+from typing import Any
 
-from yourouter.config.schema import StaticKey
+from yourouter.config.schema import KeyAttributes, StaticKey
 from yourouter.storage.repositories import KeyRepository, StoredKey
 
 KEY_PREFIX = "sk-yr-"
@@ -33,31 +35,72 @@ def new_key_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class ClientKey:
-    """An authenticated caller."""
+    """An authenticated caller and what it may do."""
 
     id: str
     name: str
     models: tuple[str, ...]
     source: str  # "static" (config file) or "database"
+    vendors: tuple[str, ...] = ("*",)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    budget_usd: Decimal | None = None
+    budget_period: str | None = None  # "day" | "month" | None (lifetime)
+    expires_at: float | None = None  # epoch seconds
+    disabled: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def allows(self, model: str) -> bool:
-        for pattern in self.models:
-            if pattern == "*" or pattern == model or ("*" in pattern and fnmatchcase(model, pattern)):
-                return True
-        return False
+        return _matches(self.models, model)
+
+    def allows_vendor(self, vendor: str) -> bool:
+        return _matches(self.vendors, vendor)
+
+    def may_use(self, model: str, vendors: tuple[str, ...]) -> bool:
+        """For model lists: the model is allowed and served by a vendor the key may reach."""
+        return self.allows(model) and (self.all_vendors or any(self.allows_vendor(v) for v in vendors))
+
+    @property
+    def all_vendors(self) -> bool:
+        return "*" in self.vendors
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    @property
+    def limited(self) -> bool:
+        """Whether admission has anything to check for this key."""
+        return bool(self.rpm or self.tpm or self.max_concurrency or self.budget_usd is not None)
+
+
+def _matches(patterns: tuple[str, ...], value: str) -> bool:
+    for pattern in patterns:
+        if pattern == "*" or pattern == value or ("*" in pattern and fnmatchcase(value, pattern)):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
 class CreatedKey:
-    """A key just created: the only time its clear text exists outside the client's hands."""
+    """A key just created or rotated: the only time its clear text exists outside the client's hands."""
 
     key: str
     record: StoredKey
 
 
+def _client_key(key_id: str, name: str, source: str, attributes: Any) -> ClientKey:
+    expires = attributes.expires_at
+    return ClientKey(id=key_id, name=name, models=tuple(attributes.models), source=source,
+                     vendors=tuple(attributes.vendors or ("*",)), rpm=attributes.rpm, tpm=attributes.tpm,
+                     max_concurrency=attributes.max_concurrency, budget_usd=attributes.budget_usd,
+                     budget_period=attributes.budget_period,
+                     expires_at=expires.timestamp() if expires is not None else None,
+                     disabled=bool(attributes.disabled), metadata=dict(attributes.metadata or {}))
+
+
 def _static_client_key(entry: StaticKey) -> tuple[str, ClientKey]:
-    digest = hash_key(entry.key)
-    return digest, ClientKey(id="static:" + entry.name, name=entry.name, models=tuple(entry.models), source="static")
+    return hash_key(entry.key), _client_key("static:" + entry.name, entry.name, "static", entry)
 
 
 class KeyStore:
@@ -105,7 +148,7 @@ class KeyStore:
         stored = await self._repository.by_hash(digest)
         found = None
         if stored is not None and stored.revoked_at is None:
-            found = ClientKey(id=stored.id, name=stored.name, models=stored.models, source="database")
+            found = _client_key(stored.id, stored.name, "database", stored)
         ttl = self._ttl_s if found is not None else min(self._ttl_s, _NEGATIVE_TTL_S)
         if found is None and len(self._cache) > _MAX_NEGATIVE_ENTRIES:
             self._cache = {k: v for k, v in self._cache.items() if v[0] is not None}
@@ -119,16 +162,37 @@ class KeyStore:
             raise RuntimeError("no database configured for keys")
         return self._repository
 
-    async def create(self, name: str, models: Sequence[str]) -> CreatedKey:
+    async def create(self, name: str, attributes: KeyAttributes) -> CreatedKey:
         key = generate_key()
         record = await self._require_repository().add(
             key_id=new_key_id(), name=name, key_hash=hash_key(key), key_prefix=key[: len(KEY_PREFIX) + 4],
-            models=list(models) or ["*"])
+            attributes=attributes.model_dump())
         self._cache.pop(record.key_hash, None)
         return CreatedKey(key=key, record=record)
 
     async def all(self) -> list[StoredKey]:
         return await self._require_repository().all()
+
+    async def get(self, key_id: str) -> StoredKey | None:
+        return await self._require_repository().by_id(key_id)
+
+    async def update(self, key_id: str, changes: Mapping[str, Any], name: str | None = None) -> StoredKey | None:
+        """Changes some attributes (validated by the caller as `KeyAttributes` fields); applies at once here."""
+        record = await self._require_repository().update(key_id, name=name, attributes=changes)
+        if record is not None:
+            self._cache.pop(record.key_hash, None)
+        return record
+
+    async def rotate(self, key_id: str) -> CreatedKey | None:
+        """A new secret for the key: the old one stops working (here at once, elsewhere within the cache TTL)."""
+        key = generate_key()
+        rotated = await self._require_repository().rotate(key_id, key_hash=hash_key(key),
+                                                          key_prefix=key[: len(KEY_PREFIX) + 4])
+        if rotated is None:
+            return None
+        record, old_hash = rotated
+        self._cache.pop(old_hash, None)
+        return CreatedKey(key=key, record=record)
 
     async def revoke(self, key_id: str) -> StoredKey | None:
         record = await self._require_repository().revoke(key_id)

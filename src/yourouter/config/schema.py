@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,12 +20,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StaticKey(_Strict):
+class KeyAttributes(_Strict):
+    """What a client key may do: the same attributes for static keys, the admin API and the CLI."""
+
+    models: list[str] = Field(default_factory=lambda: ["*"])  # names or glob patterns; "*" = all
+    vendors: list[str] = Field(default_factory=lambda: ["*"])  # vendors it may reach; "*" = all
+    rpm: int | None = Field(default=None, ge=1)  # requests a minute
+    tpm: int | None = Field(default=None, ge=1)  # tokens a minute (prompt estimate + max output, reconciled)
+    max_concurrency: int | None = Field(default=None, ge=1)  # requests in flight
+    budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=9)
+    budget_period: Literal["day", "month"] | None = None  # None = a lifetime budget; UTC boundaries
+    expires_at: dt.datetime | None = None  # an offset-less time is UTC
+    disabled: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("vendors")
+    @classmethod
+    def _lower_vendors(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+class StaticKey(KeyAttributes):
     """A client key declared in the config file (kept hashed in memory, never written to the database)."""
 
     key: str = Field(min_length=8)
     name: str = Field(min_length=1)
-    models: list[str] = Field(default_factory=lambda: ["*"])
 
 
 class PriceConfig(_Strict):

@@ -39,6 +39,8 @@ class UsageRecord:
     streamed: bool = False
     attempts: int = 0
     detail: str | None = None
+    budget_period: str | None = None
+    unpriced: bool = False
 
 
 #: Ledger columns, in the order `_values` produces them.

@@ -170,7 +170,25 @@ class Pipeline:
         if key is None:
             raise GatewayError(401, ErrorKind.AUTHENTICATION, "Incorrect API key provided.",
                                code="invalid_api_key")
+        if key.disabled:
+            raise GatewayError(401, ErrorKind.AUTHENTICATION, "This API key is disabled.", code="key_disabled")
+        if key.expires_at is not None and key.expired(time.time()):
+            raise GatewayError(401, ErrorKind.AUTHENTICATION, "This API key has expired.", code="key_expired")
         return key
+
+    @staticmethod
+    def _allowed_routes(key: ClientKey, routes: list[Route], vendor: str | None, model: str) -> list[Route]:
+        """The deployments of a model the key may reach (its `vendors`); a 401 when it may reach none."""
+        if key.all_vendors:
+            return routes
+        if vendor and vendor.lower() != "auto" and not key.allows_vendor(vendor.lower()):
+            raise GatewayError(401, ErrorKind.PERMISSION, f"This API key is not allowed to use the vendor `{vendor}`.",
+                               param="vendor", code="vendor_not_allowed")
+        allowed = [route for route in routes if key.allows_vendor(route.provider.vendor)]
+        if not allowed:
+            raise GatewayError(401, ErrorKind.PERMISSION, f"This API key may not use any vendor serving `{model}`.",
+                               param="model", code="vendor_not_allowed")
+        return allowed
 
     async def key_or_error(self, request: Request, send: Send, surface: Surface) -> ClientKey | None:
         """For endpoints outside `handle` (model lists): the caller's key, or None after answering the error."""
@@ -207,7 +225,8 @@ class Pipeline:
                                    param="model", code="model_not_allowed")
             header = request.header(b"vendor")
             vendor = pinned or (header.decode("latin-1") if header else None)
-            candidates = self.catalog.candidates(model, vendor, call.routing_operation)
+            candidates = self._allowed_routes(key, self.catalog.candidates(model, vendor, call.routing_operation),
+                                              vendor, model)
             await self._watching_disconnect(request, record, self._attempt_with_fallbacks(
                 request, send, surface, call, key, model, vendor, candidates, record, base_headers, started))
         except GatewayError as error:
@@ -322,9 +341,10 @@ class Pipeline:
             if not key.allows(fallback) or not self.catalog.serves(fallback):
                 continue
             try:
-                routes = self.catalog.candidates(fallback, vendor, call.routing_operation)
+                routes = self._allowed_routes(key, self.catalog.candidates(fallback, vendor, call.routing_operation),
+                                              vendor, fallback)
             except GatewayError:
-                continue  # the pinned vendor does not serve this fallback
+                continue  # the pinned (or the key's) vendors do not serve this fallback
             record.detail = f"fallback:{fallback}"
             try:
                 await self._attempt(request, send, surface, call, routes, record, base_headers, started)

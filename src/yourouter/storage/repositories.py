@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -12,9 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from yourouter.storage.tables import api_keys, usage
 
+_NANO = Decimal("0.000000001")
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+#: Key attribute columns, by the name `KeyAttributes` gives them.
+KEY_ATTRIBUTES = ("models", "vendors", "rpm", "tpm", "max_concurrency", "budget_usd", "budget_period", "expires_at",
+                  "disabled", "metadata")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,25 +36,78 @@ class StoredKey:
     models: tuple[str, ...]
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    vendors: tuple[str, ...] = ("*",)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    budget_usd: Decimal | None = None
+    budget_period: str | None = None
+    expires_at: dt.datetime | None = None
+    disabled: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    updated_at: dt.datetime | None = None
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives back naive datetimes: they were written as UTC."""
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
 def _stored_key(row: Any) -> StoredKey:
+    budget = row.budget_usd
     return StoredKey(id=row.id, name=row.name, key_hash=row.key_hash, key_prefix=row.key_prefix,
-                     models=tuple(row.models or ()), created_at=row.created_at, revoked_at=row.revoked_at)
+                     models=tuple(row.models or ()), created_at=_aware(row.created_at) or row.created_at,
+                     revoked_at=_aware(row.revoked_at), vendors=tuple(row.vendors or ("*",)), rpm=row.rpm,
+                     tpm=row.tpm, max_concurrency=row.max_concurrency,
+                     budget_usd=Decimal(budget) if budget is not None else None, budget_period=row.budget_period,
+                     expires_at=_aware(row.expires_at), disabled=bool(row.disabled), metadata=dict(row.metadata or {}),
+                     updated_at=_aware(row.updated_at))
+
+
+def _column_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    values = {name: attributes[name] for name in KEY_ATTRIBUTES if name in attributes}
+    for name in ("models", "vendors"):
+        if name in values:
+            values[name] = list(values[name])
+    return values
 
 
 class KeyRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def add(self, *, key_id: str, name: str, key_hash: str, key_prefix: str, models: Sequence[str]) -> StoredKey:
-        created_at = utcnow()
-        row = {"id": key_id, "name": name, "key_hash": key_hash, "key_prefix": key_prefix,
-               "models": list(models), "created_at": created_at, "revoked_at": None}
+    async def add(self, *, key_id: str, name: str, key_hash: str, key_prefix: str,
+                  attributes: Mapping[str, Any]) -> StoredKey:
+        row = {"id": key_id, "name": name, "key_hash": key_hash, "key_prefix": key_prefix, "created_at": utcnow(),
+               "revoked_at": None, "models": ["*"], **_column_values(attributes)}
         async with self._engine.begin() as conn:
             await conn.execute(insert(api_keys).values(**row))
-        return StoredKey(id=key_id, name=name, key_hash=key_hash, key_prefix=key_prefix, models=tuple(models),
-                         created_at=created_at, revoked_at=None)
+        found = await self.by_id(key_id)
+        assert found is not None
+        return found
+
+    async def update(self, key_id: str, *, name: str | None = None, attributes: Mapping[str, Any]) -> StoredKey | None:
+        """Changes the given attributes (and name) of a key that is not revoked; None when there is none."""
+        values = _column_values(attributes)
+        if name is not None:
+            values["name"] = name
+        values["updated_at"] = utcnow()
+        async with self._engine.begin() as conn:
+            result = await conn.execute(update(api_keys).where(api_keys.c.id == key_id,
+                                                               api_keys.c.revoked_at.is_(None)).values(**values))
+        return await self.by_id(key_id) if result.rowcount else None
+
+    async def rotate(self, key_id: str, *, key_hash: str, key_prefix: str) -> tuple[StoredKey, str] | None:
+        """A new secret for the same key (id, attributes and spend stay); returns the key and its old hash."""
+        old = await self.by_id(key_id)
+        if old is None or old.revoked_at is not None:
+            return None
+        async with self._engine.begin() as conn:
+            await conn.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.key_hash == old.key_hash)
+                               .values(key_hash=key_hash, key_prefix=key_prefix, updated_at=utcnow()))
+        found = await self.by_id(key_id)
+        assert found is not None
+        return found, old.key_hash
 
     async def by_hash(self, key_hash: str) -> StoredKey | None:
         async with self._engine.connect() as conn:
@@ -106,6 +167,17 @@ class UsageRepository:
         async with self._engine.connect() as conn:
             result = await conn.execute(select(usage).where(usage.c.request_id == request_id))
             return [dict(row._mapping) for row in result]
+
+    async def spend(self, key_id: str, since: dt.datetime | None) -> Decimal:
+        """What a key's requests cost since a time (or ever), by the ledger."""
+        from sqlalchemy import func
+
+        query = select(func.coalesce(func.sum(usage.c.cost_usd), 0)).where(usage.c.key_id == key_id)
+        if since is not None:
+            query = query.where(usage.c.created_at >= since)
+        async with self._engine.connect() as conn:
+            total = (await conn.execute(query)).scalar_one()
+        return Decimal(str(total)).quantize(_NANO)  # SQLite sums NUMERIC as floats
 
     async def count(self) -> int:
         from sqlalchemy import func

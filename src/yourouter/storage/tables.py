@@ -33,6 +33,15 @@ api_keys = Table(
     Column("metadata", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("vendors", JSON, nullable=True),  # null = all
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
+    Column("budget_usd", Numeric(18, 9), nullable=True),
+    Column("budget_period", String(8), nullable=True),  # day | month | null (lifetime)
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
 )
 
 usage = Table(
@@ -54,13 +63,14 @@ usage = Table(
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
     Column("cached_tokens", Integer, nullable=False, default=0),
-    # Priced by the limits/budgets work; 0 until then.
-    Column("cost_usd", Numeric(18, 9), nullable=False, default=0),
+    Column("cost_usd", Numeric(18, 9), nullable=False, default=0),  # 0 for errors and zero-completion answers
     Column("latency_ms", Float, nullable=False),
     Column("ttfb_ms", Float, nullable=True),
     Column("streamed", Boolean, nullable=False, default=False),
     Column("attempts", Integer, nullable=False, default=1),
     Column("detail", Text, nullable=True),
+    Column("budget_period", String(16), nullable=True),  # "2026-11-29", "2026-11" or "lifetime"
+    Column("unpriced", Boolean, nullable=False, default=False),  # the model had no price (cost 0)
     Index("ix_usage_created_at", "created_at"),
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_model_created", "model", "created_at"),

@@ -2,29 +2,58 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, Field, ValidationError
 
 from yourouter.asgi import PathRouter, Request, Send, send_bytes, send_json
 from yourouter.auth.credentials import bearer_token, is_master_key
 from yourouter.auth.keys import KeyStore
 from yourouter.codecs import openai as codec
 from yourouter.codecs.common import parse_object
+from yourouter.config.schema import KeyAttributes
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
 from yourouter.routing.catalog import Catalog
 from yourouter.routing.policy import RoutingPolicy
 from yourouter.storage.repositories import StoredKey
 
 _ADMIN_BODY_LIMIT = 64 * 1024
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+class KeyCreate(KeyAttributes):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class KeyUpdate(KeyAttributes):
+    """Only the fields a request sends are changed."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 def key_view(record: StoredKey) -> dict[str, Any]:
     """A key as the admin API and CLI show it: never the key or its hash."""
     return {"id": record.id, "name": record.name, "key_prefix": record.key_prefix, "models": list(record.models),
+            "vendors": list(record.vendors), "rpm": record.rpm, "tpm": record.tpm,
+            "max_concurrency": record.max_concurrency,
+            "budget_usd": float(record.budget_usd) if record.budget_usd is not None else None,
+            "budget_period": record.budget_period,
+            "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+            "disabled": record.disabled, "metadata": record.metadata,
             "created_at": record.created_at.isoformat(),
+            "updated_at": record.updated_at.isoformat() if record.updated_at else None,
             "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
-            "status": "revoked" if record.revoked_at else "active"}
+            "status": "revoked" if record.revoked_at else "disabled" if record.disabled else "active"}
+
+
+def _validated(model: type[_Body], payload: dict[str, Any]) -> _Body:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise bad_request(f"{where}: {first['msg']}", param=where) from None
 
 
 def routes_view(catalog: Catalog, policy: RoutingPolicy | None) -> dict[str, Any]:
@@ -61,6 +90,8 @@ class AdminRoutes:
         router.add("GET", "/admin/keys", self._guarded(self.list_keys))
         router.add("POST", "/admin/keys", self._guarded(self.create_key))
         router.add("GET", "/admin/keys/{key_id}", self._guarded(self.get_key))
+        router.add("PATCH", "/admin/keys/{key_id}", self._guarded(self.update_key))
+        router.add("POST", "/admin/keys/{key_id}/rotate", self._guarded(self.rotate_key))
         router.add("DELETE", "/admin/keys/{key_id}", self._guarded(self.revoke_key))
         router.add("GET", "/admin/routes", self._guarded(self.list_routes))
 
@@ -87,28 +118,41 @@ class AdminRoutes:
         records = await self._keys.all()
         await send_json(send, 200, {"object": "list", "data": [key_view(r) for r in records]})
 
-    async def create_key(self, request: Request, send: Send) -> None:
+    async def _body(self, request: Request) -> dict[str, Any]:
         try:
-            payload = parse_object(await request.body(_ADMIN_BODY_LIMIT))
-        except Exception as exc:
-            if isinstance(exc, GatewayError):
-                raise
+            return parse_object(await request.body(_ADMIN_BODY_LIMIT))
+        except GatewayError:
+            raise
+        except Exception:
             raise bad_request("The request body is too large.") from None
-        name = payload.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise bad_request("`name` is required and must be a non-empty string.", param="name")
-        models = payload.get("models", ["*"])
-        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
-            raise bad_request("`models` must be an array of model names ('*' = all).", param="models")
-        created = await self._keys.create(name.strip(), models)
+
+    async def create_key(self, request: Request, send: Send) -> None:
+        body = _validated(KeyCreate, await self._body(request))
+        attributes = KeyAttributes.model_validate(body.model_dump(exclude={"name"}))
+        created = await self._keys.create(body.name.strip(), attributes)
         await send_bytes(send, 201, orjson.dumps({**key_view(created.record), "key": created.key}),
                          [(b"content-type", b"application/json")])
 
+    async def update_key(self, request: Request, send: Send) -> None:
+        body = _validated(KeyUpdate, await self._body(request))
+        changes = body.model_dump(include=body.model_fields_set - {"name"})
+        record = await self._keys.update(request.path_params["key_id"], changes, name=body.name)
+        if record is None:
+            raise GatewayError(404, ErrorKind.NOT_FOUND, "No active key with that id.", code="key_not_found")
+        await send_json(send, 200, key_view(record))
+
+    async def rotate_key(self, request: Request, send: Send) -> None:
+        rotated = await self._keys.rotate(request.path_params["key_id"])
+        if rotated is None:
+            raise GatewayError(404, ErrorKind.NOT_FOUND, "No active key with that id.", code="key_not_found")
+        await send_bytes(send, 200, orjson.dumps({**key_view(rotated.record), "key": rotated.key}),
+                         [(b"content-type", b"application/json")])
+
     async def get_key(self, request: Request, send: Send) -> None:
-        for record in await self._keys.all():
-            if record.id == request.path_params["key_id"]:
-                return await send_json(send, 200, key_view(record))
-        raise GatewayError(404, ErrorKind.NOT_FOUND, "No key with that id.", code="key_not_found")
+        record = await self._keys.get(request.path_params["key_id"])
+        if record is None:
+            raise GatewayError(404, ErrorKind.NOT_FOUND, "No key with that id.", code="key_not_found")
+        await send_json(send, 200, key_view(record))
 
     async def revoke_key(self, request: Request, send: Send) -> None:
         record = await self._keys.revoke(request.path_params["key_id"])

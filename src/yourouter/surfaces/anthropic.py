@@ -89,6 +89,6 @@ class AnthropicRoutes:
             return
         headers = [(b"x-request-id", new_request_id().encode())]
         data = [{"type": "model", "id": model, "display_name": model, "created_at": self._created}
-                for model, _ in self._catalog.models() if key.allows(model)]
+                for model, vendors in self._catalog.models() if key.may_use(model, vendors)]
         await send_json(send, 200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
                                     "last_id": data[-1]["id"] if data else None}, headers)

@@ -122,7 +122,7 @@ class GeminiRoutes:
         headers = [(b"x-request-id", new_request_id().encode())]
         methods = ["generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"]
         models = [{"name": f"models/{model}", "displayName": model, "supportedGenerationMethods": methods}
-                  for model, _ in self._catalog.models() if key.allows(model)]
+                  for model, vendors in self._catalog.models() if key.may_use(model, vendors)]
         await send_json(send, 200, {"models": models}, headers)
 
     async def dispatch(self, request: Request, send: Send) -> None:

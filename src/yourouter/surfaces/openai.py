@@ -64,7 +64,7 @@ class OpenAIRoutes:
         if key is None:
             return
         headers = [(b"x-request-id", new_request_id().encode())]
-        data = [self._model(model, vendors) for model, vendors in self._catalog.models() if key.allows(model)]
+        data = [self._model(model, vendors) for model, vendors in self._catalog.models() if key.may_use(model, vendors)]
         await send_json(send, 200, {"object": "list", "data": data}, headers)
 
     async def get_model(self, request: Request, send: Send) -> None:
@@ -73,7 +73,7 @@ class OpenAIRoutes:
         try:
             key = await self._pipeline.authenticate(request, SURFACE)
             for model, vendors in self._catalog.models():
-                if model == wanted and key.allows(model):
+                if model == wanted and key.may_use(model, vendors):
                     return await send_json(send, 200, self._model(model, vendors), headers[:1])
             raise GatewayError(404, ErrorKind.NOT_FOUND, f"The model `{wanted}` does not exist or you do not "
                                "have access to it.", param="model", code="model_not_found")
