@@ -64,7 +64,7 @@ class Gateway:
         self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
                                  max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
                                  images=self.images, access_log=self.access_log, policy=self.policy,
-                                 fallbacks=settings.routing.fallbacks)
+                                 fallbacks=settings.routing.fallbacks, prices=self.prices)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
         anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)

@@ -35,6 +35,7 @@ from yourouter.codecs import (
 from yourouter.codecs.common import check_translatable
 from yourouter.ir.chat import ChatRequest, EmbeddingRequest
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
+from yourouter.metering.cost import period_label, price_record
 from yourouter.metering.ledger import UsageLedger, UsageRecord
 from yourouter.observability.logs import AccessLog
 from yourouter.pipeline.media import InlineImages
@@ -47,6 +48,7 @@ from yourouter.pipeline.relay import (
     relay_translated_stream,
 )
 from yourouter.pipeline.upstream import UpstreamPool
+from yourouter.pricing import PriceBook
 from yourouter.providers.base import CHAT, EMBEDDINGS, Provider
 from yourouter.routing.catalog import Catalog, Route
 from yourouter.routing.policy import RoutingPolicy
@@ -83,6 +85,8 @@ class Call:
     _embeddings_ir: EmbeddingRequest | None = None
     #: The IR with image URLs fetched, per codec that needed it: fetched once however many attempts follow.
     _inlined: dict[str, ChatRequest] | None = None
+    #: The deployment tried last (the one that answered, when one did): what the request is priced by.
+    route: Route | None = None
 
     @property
     def routing_operation(self) -> str:
@@ -148,7 +152,8 @@ def _is_json_content_type(value: bytes | None) -> bool:
 class Pipeline:
     def __init__(self, *, keys: KeyStore, catalog: Catalog, upstream: UpstreamPool, ledger: UsageLedger,
                  max_body_bytes: int, max_attempts: int, images: InlineImages, access_log: AccessLog | None,
-                 policy: RoutingPolicy, fallbacks: dict[str, list[str]] | None = None) -> None:
+                 policy: RoutingPolicy, fallbacks: dict[str, list[str]] | None = None,
+                 prices: PriceBook | None = None) -> None:
         self.keys = keys
         self.catalog = catalog
         self.upstream = upstream
@@ -159,6 +164,7 @@ class Pipeline:
         self.access_log = access_log
         self.policy = policy
         self.fallbacks = fallbacks or {}
+        self.prices = prices or PriceBook()
 
     async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
         token = surface.credentials(request)
@@ -213,6 +219,8 @@ class Pipeline:
         started = time.perf_counter()
         record = UsageRecord(request_id=new_request_id(), endpoint=endpoint)
         base_headers: Headers = [(b"x-request-id", record.request_id.encode())]
+        key: ClientKey | None = None
+        call: Call | None = None
         try:
             key = await self.authenticate(request, surface)
             record.key_id, record.key_name = key.id, key.name
@@ -242,6 +250,10 @@ class Pipeline:
                 await self._send_error(send, surface, failure, record, base_headers)
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
+            route = call.route if call is not None else None
+            price_record(record, self.prices, None if route is None else route.entry or route.upstream_model)
+            if key is not None and key.budget_usd is not None:
+                record.budget_period = period_label(key.budget_period, record.created_at)
             self.ledger.record(record)
             if self.access_log is not None:
                 self.access_log.write(record)
@@ -371,6 +383,7 @@ class Pipeline:
                 await asyncio.sleep(wait)
             tried[provider.name] = None
             record.attempts, record.vendor, record.deployment = attempt, provider.vendor, provider.name
+            call.route = route
             provider_codec = codec(provider.dialect)
             same = provider.dialect == surface.dialect and not call.translate_always
             if call.local_answer is not None and not (same and provider.supports(call.operation)):

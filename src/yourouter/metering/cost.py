@@ -1,0 +1,53 @@
+"""What a request costs, as the ledger and budgets count it.
+
+Zero-completion insurance: errors (any outcome but `ok` or `cancelled`, any status from 300 up) and answers with no
+completion tokens cost nothing; they are still recorded. Embeddings, which have no completion, are billed by their
+input. A model without a price costs 0 and its row is flagged `unpriced`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from yourouter.config.schema import ModelEntry
+from yourouter.ir.usage import Usage
+from yourouter.metering.ledger import UsageRecord
+from yourouter.pricing import PriceBook
+
+ZERO = Decimal(0)
+_BILLED_OUTCOMES = frozenset({"ok", "cancelled"})
+_INPUT_ONLY = frozenset({"embeddings", "embedContent", "batchEmbedContents", "predict"})
+_NANO = Decimal("0.000000001")
+
+
+def period_label(period: str | None, at: float) -> str:
+    """The budget period a request counts toward: `2026-11-29` (day), `2026-11` (month) or `lifetime` (UTC)."""
+    if period is None:
+        return "lifetime"
+    moment = dt.datetime.fromtimestamp(at, dt.UTC)
+    return moment.strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
+
+
+def billable(record: UsageRecord) -> bool:
+    if record.status >= 300 or record.status < 200 or record.outcome not in _BILLED_OUTCOMES:
+        return False
+    if record.endpoint in _INPUT_ONLY:
+        return record.prompt_tokens > 0
+    return record.completion_tokens > 0
+
+
+def price_record(record: UsageRecord, prices: PriceBook, model: str | ModelEntry | None) -> Decimal:
+    """Sets the row's `cost_usd` and `unpriced` flag; returns the exact cost (what budgets are charged)."""
+    if model is None or not billable(record):
+        record.cost_usd = 0.0
+        return ZERO
+    usage = Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
+                  cached_tokens=record.cached_tokens)
+    cost = prices.cost(model, usage)
+    if cost is None:
+        record.unpriced, record.cost_usd = True, 0.0
+        return ZERO
+    cost = cost.quantize(_NANO)  # the ledger keeps nine decimals; budgets count exactly what it keeps
+    record.cost_usd = float(cost)
+    return cost
