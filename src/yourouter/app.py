@@ -14,7 +14,10 @@ from yourouter.codecs import openai as openai_codec
 from yourouter.config import Settings, load_settings
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.metering.ledger import UsageLedger
+from yourouter.metering.spill import SpillFile
 from yourouter.observability.logs import AccessLog
+from yourouter.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from yourouter.observability.metrics import Metrics
 from yourouter.pipeline.core import Pipeline, new_request_id
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.upstream import UpstreamPool
@@ -58,7 +61,8 @@ class Gateway:
         self.upstream = UpstreamPool(self.providers)
         self.usage = UsageRepository(self.engine)
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,
-                                  flush_interval_s=settings.usage.flush_interval_s)
+                                  flush_interval_s=settings.usage.flush_interval_s,
+                                  max_pending=settings.usage.max_pending, spill=SpillFile(settings.usage.spill_dir))
         self.images = InlineImages(settings.media)
         self.access_log = AccessLog() if settings.log_requests and access_log.isEnabledFor(logging.INFO) else None
         self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
@@ -67,6 +71,8 @@ class Gateway:
                                  fallbacks=settings.routing.fallbacks, prices=self.prices)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
+        self.metrics = Metrics(self.ledger, self.health_board, [p.name for p in self.providers])
+        self.router.add("GET", "/metrics", self.serve_metrics)
         anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)
         gemini_routes = GeminiRoutes(self.pipeline, self.catalog)
         openai_routes = OpenAIRoutes(self.pipeline, self.catalog, anthropic_models=anthropic_routes.list_models,
@@ -79,6 +85,9 @@ class Gateway:
         AdminRoutes(self.keys, settings.master_key, self.catalog, self.policy).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False
+
+    async def serve_metrics(self, request: Request, send: Send) -> None:
+        await send_bytes(send, 200, self.metrics.render(), [(b"content-type", METRICS_CONTENT_TYPE)])
 
     async def startup(self) -> None:
         await migrate(self.engine)

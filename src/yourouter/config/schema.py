@@ -148,6 +148,8 @@ class UsageConfig(_Strict):
 
     batch_size: int = Field(default=500, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
+    max_pending: int = Field(default=100_000, ge=1)  # rows held in memory; beyond, rows go to the spill file
+    spill_dir: str = "./yourouter-spill"  # rows the database could not take, replayed later (created when needed)
 
 
 class MediaConfig(_Strict):

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, fields
 
+from yourouter.metering.spill import SpillFile
 from yourouter.storage.repositories import UsageRepository
 
 log = logging.getLogger("yourouter.ledger")
@@ -54,35 +55,70 @@ def _values(row: UsageRecord) -> tuple[object, ...]:
     return tuple(values)
 
 
+def _row(record: UsageRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in COLUMNS}
+
+
+def _record(row: dict[str, object]) -> UsageRecord:
+    return UsageRecord(**{name: value for name, value in row.items() if name in COLUMNS})  # type: ignore[arg-type]
+
+
 class UsageLedger:
     """Collects `UsageRecord`s and writes them in batches from one background task.
 
-    `record` never awaits. A failed write keeps its rows and is retried; `close` drains everything
-    (graceful shutdown). Rows still unwritten when the database stays down through shutdown are logged
-    as lost with their count.
+    `record` never awaits. A failed write keeps its rows and is retried; `close` drains everything (graceful
+    shutdown). The queue is bounded (`max_pending`): beyond it, and for rows still unwritten when the database
+    stays down through shutdown, rows go to the spill file (fsynced), replayed at the next start or as soon as
+    the database answers again — so no accepted row is lost short of the machine losing its disk.
     """
 
-    def __init__(self, repository: UsageRepository, *, batch_size: int = 500, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, repository: UsageRepository, *, batch_size: int = 500, flush_interval_s: float = 0.5,
+                 max_pending: int = 100_000, spill: SpillFile | None = None) -> None:
         self._repository = repository
         self._batch_size = batch_size
         self._interval = flush_interval_s
+        self._max_pending = max_pending
+        self._spill = spill
         self._pending: deque[UsageRecord] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._replay_due = spill is not None  # files of an earlier run, at start
         self.written = 0
+        self.spilled = 0
+        self.replayed = 0
+        self.dropped = 0  # only when there is no spill file (tests, embedded use)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-ledger")
 
     def record(self, row: UsageRecord) -> None:
+        if len(self._pending) >= self._max_pending:
+            self._overflow([row])
+            return
         self._pending.append(row)
         if len(self._pending) >= self._batch_size:
             self._wake.set()
 
+    def _overflow(self, rows: list[UsageRecord]) -> None:
+        if self._spill is None:
+            self.dropped += len(rows)
+            log.error("usage ledger full: %d rows dropped (no spill directory)", len(rows))
+            return
+        try:
+            self.spilled += self._spill.append(_row(r) for r in rows)
+            self._replay_due = True
+        except OSError as exc:
+            self.dropped += len(rows)
+            log.error("usage ledger: %d rows could not be spilled to %s: %s", len(rows), self._spill.path, exc)
+
     @property
     def depth(self) -> int:
         return len(self._pending)
+
+    @property
+    def capacity(self) -> int:
+        return self._max_pending
 
     async def _run(self) -> None:
         failures = 0
@@ -92,6 +128,8 @@ class UsageLedger:
             self._wake.clear()
             try:
                 await self.flush()
+                if self._replay_due:
+                    await self.replay()
                 failures = 0
             except Exception as exc:  # the database may be down: keep the rows and back off
                 failures += 1
@@ -106,6 +144,22 @@ class UsageLedger:
             for _ in batch:
                 self._pending.popleft()
             self.written += len(batch)
+
+    async def replay(self) -> None:
+        """Writes spilled rows to the database (those already there, by request id, are skipped); a file is
+        removed once its rows are committed."""
+        if self._spill is None:
+            return
+        self._replay_due = False
+        for path in self._spill.replayable():
+            rows = [_record(row) for row in SpillFile.read(path)]
+            known = await self._repository.existing_request_ids([r.request_id for r in rows])
+            fresh = [r for r in rows if r.request_id not in known]
+            for start in range(0, len(fresh), self._batch_size):
+                await self._repository.insert_rows(COLUMNS, [_values(r) for r in fresh[start:start + self._batch_size]])
+            path.unlink()
+            self.replayed += len(fresh)
+            log.warning("usage ledger: replayed %d spilled rows from %s", len(fresh), path)
 
     async def close(self, attempts: int = 5) -> None:
         self._closing = True
@@ -122,4 +176,8 @@ class UsageLedger:
                 log.error("usage flush at shutdown failed (attempt %d): %s", attempt + 1, exc)
                 await asyncio.sleep(0.2 * (attempt + 1))
         if self._pending:
-            log.error("usage ledger: %d rows could not be written before shutdown", len(self._pending))
+            rows = list(self._pending)
+            self._pending.clear()
+            self._overflow(rows)
+            if self._spill is not None:
+                log.error("usage ledger: the database is down; %d rows kept in %s", len(rows), self._spill.path)

@@ -163,6 +163,15 @@ class UsageRepository:
         async with self._engine.begin() as conn:
             await conn.exec_driver_sql(f"INSERT INTO usage ({names}) VALUES ({marks})", list(rows))
 
+    async def existing_request_ids(self, request_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        async with self._engine.connect() as conn:
+            for start in range(0, len(request_ids), 500):
+                chunk = list(request_ids[start:start + 500])
+                result = await conn.execute(select(usage.c.request_id).where(usage.c.request_id.in_(chunk)))
+                found.update(row[0] for row in result)
+        return found
+
     async def by_request_id(self, request_id: str) -> list[dict[str, Any]]:
         async with self._engine.connect() as conn:
             result = await conn.execute(select(usage).where(usage.c.request_id == request_id))

@@ -1,0 +1,87 @@
+"""The ledger's overflow: rows the database could not take (its queue full, or still down at shutdown) go to a local
+append-only file, one JSON object a line, and are written to the database later (at the next start, or once the
+database answers again). Replays skip rows whose request id is already in the database, so a replay interrupted
+between its commit and the file's removal never counts a request twice.
+
+Files are named `usage-<pid>-<start>.jsonl`: a process replays its own files and those of processes that are gone
+(another live worker's file is left to that worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("yourouter.ledger")
+_NAME = re.compile(r"^usage-(?P<pid>\d+)-(?P<start>\d+)\.jsonl$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SpillFile:
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._start = time.time_ns()
+        self._name = f"usage-{os.getpid()}-{self._start}.jsonl"
+
+    @property
+    def path(self) -> Path:
+        return self.directory / self._name
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Appends rows and fsyncs them: once this returns they survive a crash."""
+        data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+        if not data:
+            return 0
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return data.count(b"\n")
+
+    def replayable(self) -> list[Path]:
+        """Spill files this process may replay: its own, and those of processes that are gone. New rows go to a
+        fresh file from here on, so a file being replayed is never appended to."""
+        if not self.directory.is_dir():
+            return []
+        self._start = time.time_ns()
+        self._name = f"usage-{os.getpid()}-{self._start}.jsonl"
+        found = []
+        for path in sorted(self.directory.iterdir()):
+            match = _NAME.match(path.name)
+            if match is None:
+                continue
+            pid = int(match.group("pid"))
+            if pid == os.getpid() or not _alive(pid):
+                found.append(path)
+        return found
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        """The rows of a spill file; a torn last line (a crash mid-write) is skipped."""
+        rows = []
+        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                log.warning("spill file %s: line %d is unreadable and was skipped", path, number)
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows

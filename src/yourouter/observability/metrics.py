@@ -1,0 +1,54 @@
+"""Prometheus metrics at `GET /metrics`, read from the gateway's parts when scraped: nothing is counted on the
+request path, so metrics cost the hot path nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from yourouter.metering.ledger import UsageLedger
+from yourouter.routing.health import HealthBoard
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class GatewayCollector(Collector):
+    def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str]) -> None:
+        self._ledger = ledger
+        self._health = health
+        self._deployments = deployments
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        ledger = self._ledger
+        yield GaugeMetricFamily("yourouter_ledger_queue_depth", "Usage rows waiting to be written.",
+                                value=ledger.depth)
+        yield GaugeMetricFamily("yourouter_ledger_queue_capacity", "Rows the ledger holds in memory before "
+                                "spilling to disk.", value=ledger.capacity)
+        for name, value, text in (("written", ledger.written, "written to the database"),
+                                  ("spilled", ledger.spilled, "spilled to the local file"),
+                                  ("replayed", ledger.replayed, "replayed from the spill file"),
+                                  ("dropped", ledger.dropped, "lost (no spill directory)")):
+            yield CounterMetricFamily(f"yourouter_ledger_rows_{name}", f"Usage rows {text}.", value=value)
+        in_flight = GaugeMetricFamily("yourouter_deployment_in_flight", "Requests in flight per deployment.",
+                                      labels=["deployment"])
+        cooling = GaugeMetricFamily("yourouter_deployment_cooling_down", "1 while the breaker skips the "
+                                    "deployment.", labels=["deployment"])
+        now = self._health.now()
+        for name in self._deployments:
+            health = self._health.of(name)
+            in_flight.add_metric([name], health.in_flight)
+            cooling.add_metric([name], 1.0 if health.cooldown_until > now else 0.0)
+        yield in_flight
+        yield cooling
+
+
+class Metrics:
+    def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(GatewayCollector(ledger, health, deployments))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
