@@ -50,3 +50,20 @@ def postgres_database() -> Iterator[str]:
             asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         except Exception:
             pass
+
+
+def redis_url() -> str:
+    """The machine's real Redis (`YOUROUTER_TEST_REDIS_URL`, default 127.0.0.1:6379 db 0) once it answers PING;
+    skips (or fails, when services are required) otherwise. Tests keep to a prefix of their own in it."""
+    url = os.environ.get("YOUROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # not installed, unreachable, refused auth, ...
+        unavailable(f"Redis at {url} is not usable: {type(exc).__name__}: {exc}")
+    return url
