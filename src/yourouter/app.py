@@ -13,11 +13,13 @@ from yourouter.auth.keys import KeyStore
 from yourouter.codecs import openai as openai_codec
 from yourouter.config import Settings, load_settings
 from yourouter.ir.errors import ErrorKind, GatewayError
+from yourouter.limits import build_backend
 from yourouter.metering.ledger import UsageLedger
 from yourouter.metering.spill import SpillFile
 from yourouter.observability.logs import AccessLog
 from yourouter.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from yourouter.observability.metrics import Metrics
+from yourouter.pipeline.admission import Admission
 from yourouter.pipeline.core import Pipeline, new_request_id
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.upstream import UpstreamPool
@@ -27,7 +29,7 @@ from yourouter.routing.catalog import Catalog
 from yourouter.routing.health import BreakerPolicy, HealthBoard
 from yourouter.routing.policy import RoutingPolicy
 from yourouter.storage.db import create_engine, migrate
-from yourouter.storage.repositories import KeyRepository, UsageRepository
+from yourouter.storage.repositories import KeyRepository, LedgerSpend, UsageRepository
 from yourouter.surfaces.admin import AdminRoutes
 from yourouter.surfaces.anthropic import AnthropicRoutes
 from yourouter.surfaces.gemini import GeminiRoutes
@@ -65,10 +67,17 @@ class Gateway:
                                   max_pending=settings.usage.max_pending, spill=SpillFile(settings.usage.spill_dir))
         self.images = InlineImages(settings.media)
         self.access_log = AccessLog() if settings.log_requests and access_log.isEnabledFor(logging.INFO) else None
+        limits = settings.limits
+        self.limit_backend = build_backend(limits.backend, LedgerSpend(self.usage),
+                                           inflight_ttl_s=limits.inflight_ttl_s)
+        self.admission = Admission(self.limit_backend, self.prices, reserve_ceiling_usd=limits.reserve_ceiling_usd,
+                                   default_max_output_tokens=limits.default_max_output_tokens,
+                                   fail_open=limits.fail_open)
         self.pipeline = Pipeline(keys=self.keys, catalog=self.catalog, upstream=self.upstream, ledger=self.ledger,
                                  max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
                                  images=self.images, access_log=self.access_log, policy=self.policy,
-                                 fallbacks=settings.routing.fallbacks, prices=self.prices)
+                                 fallbacks=settings.routing.fallbacks, prices=self.prices,
+                                 admission=self.admission, usage=self.usage)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
         self.metrics = Metrics(self.ledger, self.health_board, [p.name for p in self.providers])
@@ -108,6 +117,7 @@ class Gateway:
         if self.access_log is not None:
             await self.access_log.close()
         await self.upstream.close()
+        await self.limit_backend.close()
         await self.images.close()
         await self.engine.dispose()
 

@@ -97,7 +97,10 @@ def test_demo_quick_start(tmp_path: Path) -> None:
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
         assert [m.id for m in client.models.list()] == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small",
                                                          "claude-sonnet-4-5", "gemini-2.5-flash",
-                                                         "gemini-embedding-001"]
+                                                         "gemini-embedding-001", "claude-3-5-haiku"]  # on Bedrock
+        haiku = client.chat.completions.with_raw_response.create(
+            model="claude-3-5-haiku", messages=[{"role": "user", "content": "hi"}])
+        assert haiku.headers["x-yourouter-provider"] == "demo-bedrock" and haiku.parse().choices
         import anthropic
 
         claude = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key=key, max_retries=0)

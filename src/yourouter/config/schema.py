@@ -160,6 +160,30 @@ class MediaConfig(_Strict):
     fetch_timeout_s: float = Field(default=10.0, gt=0)
 
 
+class LimitsConfig(_Strict):
+    """Where key limits and budgets are counted, and how admission estimates a request."""
+
+    #: None = in this process (one instance); `redis://host:6379/0` = shared by every worker and instance.
+    backend: str | None = None
+    #: The most a request may reserve against a budget while in flight (its worst case is capped here).
+    reserve_ceiling_usd: Decimal = Field(default=Decimal(10), ge=0)
+    #: The output assumed for TPM and reservations when a request sets no max_tokens.
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    #: When the backend is unreachable: refuse requests of limited keys (false, 500) or let them through (true).
+    fail_open: bool = False
+    #: Seconds an unsettled request keeps its slot and reservation (a crashed instance's are freed after this).
+    inflight_ttl_s: float = Field(default=900.0, gt=0)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if value in (None, "", "memory"):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be memory or a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class RoutingConfig(_Strict):
     strategy: Literal["latency", "least-busy", "weighted", "ordered", "cost"] = "latency"
     #: Models to try, translated as needed, when every deployment of a model failed: {gpt-4o: [claude-sonnet-4-5]}
@@ -188,6 +212,7 @@ class Settings(_Strict):
     usage: UsageConfig = Field(default_factory=UsageConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     #: Prices by model name (or search provider name), over the shipped table (yourouter/pricing/table.py).
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).

@@ -12,6 +12,7 @@ class ErrorKind(StrEnum):
     NOT_FOUND = "not_found"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     RATE_LIMIT = "rate_limit"
+    QUOTA = "quota"  # a key's budget is spent (OpenAI: 429 insufficient_quota)
     UPSTREAM = "upstream"
     TIMEOUT = "timeout"
     GATEWAY = "gateway"
@@ -33,6 +34,8 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.retry_after = retry_after
+        #: Response headers that go with the error (e.g. a 429's `x-ratelimit-*`), as (name, value) bytes.
+        self.headers: list[tuple[bytes, bytes]] = []
 
     @property
     def outcome(self) -> str:
@@ -47,6 +50,7 @@ _OUTCOMES = {
     ErrorKind.AUTHENTICATION: "auth_error",
     ErrorKind.PERMISSION: "auth_error",
     ErrorKind.RATE_LIMIT: "rate_limited",
+    ErrorKind.QUOTA: "budget_exceeded",
     ErrorKind.UPSTREAM: "upstream_error",
     ErrorKind.TIMEOUT: "upstream_error",
 }

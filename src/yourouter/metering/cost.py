@@ -29,6 +29,15 @@ def period_label(period: str | None, at: float) -> str:
     return moment.strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
 
 
+def period_start(period: str | None, at: float) -> dt.datetime | None:
+    """When the budget period holding `at` began (UTC); None for a lifetime budget."""
+    if period is None:
+        return None
+    moment = dt.datetime.fromtimestamp(at, dt.UTC)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if period == "day" else day.replace(day=1)
+
+
 def billable(record: UsageRecord) -> bool:
     if record.status >= 300 or record.status < 200 or record.outcome not in _BILLED_OUTCOMES:
         return False

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import itertools
 import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 import aiohttp
@@ -35,9 +37,11 @@ from yourouter.codecs import (
 from yourouter.codecs.common import check_translatable
 from yourouter.ir.chat import ChatRequest, EmbeddingRequest
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
-from yourouter.metering.cost import period_label, price_record
+from yourouter.limits.model import Ticket
+from yourouter.metering.cost import period_label, period_start, price_record
 from yourouter.metering.ledger import UsageLedger, UsageRecord
 from yourouter.observability.logs import AccessLog
+from yourouter.pipeline.admission import Admission, key_scope, rate_headers
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.relay import (
     disconnected,
@@ -52,6 +56,7 @@ from yourouter.pricing import PriceBook
 from yourouter.providers.base import CHAT, EMBEDDINGS, Provider
 from yourouter.routing.catalog import Catalog, Route
 from yourouter.routing.policy import RoutingPolicy
+from yourouter.storage.repositories import UsageRepository
 
 log = logging.getLogger("yourouter.pipeline")
 
@@ -87,6 +92,8 @@ class Call:
     _inlined: dict[str, ChatRequest] | None = None
     #: The deployment tried last (the one that answered, when one did): what the request is priced by.
     route: Route | None = None
+    #: The most output the client allows (`max_tokens` and its kin); None = the gateway's default for estimates.
+    max_output: int | None = None
 
     @property
     def routing_operation(self) -> str:
@@ -153,7 +160,8 @@ class Pipeline:
     def __init__(self, *, keys: KeyStore, catalog: Catalog, upstream: UpstreamPool, ledger: UsageLedger,
                  max_body_bytes: int, max_attempts: int, images: InlineImages, access_log: AccessLog | None,
                  policy: RoutingPolicy, fallbacks: dict[str, list[str]] | None = None,
-                 prices: PriceBook | None = None) -> None:
+                 prices: PriceBook | None = None, admission: Admission | None = None,
+                 usage: UsageRepository | None = None) -> None:
         self.keys = keys
         self.catalog = catalog
         self.upstream = upstream
@@ -165,6 +173,8 @@ class Pipeline:
         self.policy = policy
         self.fallbacks = fallbacks or {}
         self.prices = prices or PriceBook()
+        self.admission = admission
+        self.usage = usage
 
     async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
         token = surface.credentials(request)
@@ -181,6 +191,38 @@ class Pipeline:
         if key.expires_at is not None and key.expired(time.time()):
             raise GatewayError(401, ErrorKind.AUTHENTICATION, "This API key has expired.", code="key_expired")
         return key
+
+    async def key_report(self, key: ClientKey) -> dict[str, Any]:
+        """`GET /v1/key`: the caller's own key, its limits, and what it has used (never the key itself)."""
+        now = time.time()
+        report: dict[str, Any] = {
+            "object": "key", "id": key.id, "name": key.name, "models": list(key.models), "vendors": list(key.vendors),
+            "rpm": key.rpm, "tpm": key.tpm, "max_concurrency": key.max_concurrency,
+            "budget_usd": float(key.budget_usd) if key.budget_usd is not None else None,
+            "budget_period": key.budget_period, "period": period_label(key.budget_period, now),
+            "expires_at": dt.datetime.fromtimestamp(key.expires_at, dt.UTC).isoformat() if key.expires_at else None,
+            "metadata": dict(key.metadata)}
+        since = period_start(key.budget_period, now)
+        if self.usage is not None:
+            report["requests"] = await self.usage.requests(key.id, since)
+            spend = await self.usage.spend(key.id, since)
+        else:
+            report["requests"], spend = None, Decimal(0)
+        state = await self.admission.state(key) if self.admission is not None and key.limited else None
+        reserved = Decimal(0)
+        if state is not None:
+            spend = state.spend_usd if state.spend_usd is not None else spend  # counts rows not yet written
+            reserved = state.reserved_usd or Decimal(0)
+            report["in_flight"] = state.concurrency
+            for name, window in (("requests", state.requests), ("tokens", state.tokens)):
+                if window is not None:
+                    report[f"rate_limit_{name}"] = {"limit": window.limit, "remaining": max(0, window.remaining),
+                                                    "reset_s": round(window.reset_s, 3)}
+        report["spend_usd"] = float(spend)
+        report["reserved_usd"] = float(reserved)
+        report["remaining_usd"] = (float(max(Decimal(0), key.budget_usd - spend - reserved))
+                                   if key.budget_usd is not None else None)
+        return report
 
     @staticmethod
     def _allowed_routes(key: ClientKey, routes: list[Route], vendor: str | None, model: str) -> list[Route]:
@@ -221,6 +263,7 @@ class Pipeline:
         base_headers: Headers = [(b"x-request-id", record.request_id.encode())]
         key: ClientKey | None = None
         call: Call | None = None
+        ticket: Ticket | None = None
         try:
             key = await self.authenticate(request, surface)
             record.key_id, record.key_name = key.id, key.name
@@ -235,6 +278,10 @@ class Pipeline:
             vendor = pinned or (header.decode("latin-1") if header else None)
             candidates = self._allowed_routes(key, self.catalog.candidates(model, vendor, call.routing_operation),
                                               vendor, model)
+            if self.admission is not None and key.limited:
+                ticket = await self.admission.admit(record.request_id, key, call.body, call.max_output, candidates)
+                if ticket is not None:
+                    base_headers += rate_headers(ticket.states.get(key_scope(key)))
             await self._watching_disconnect(request, record, self._attempt_with_fallbacks(
                 request, send, surface, call, key, model, vendor, candidates, record, base_headers, started))
         except GatewayError as error:
@@ -251,12 +298,21 @@ class Pipeline:
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
             route = call.route if call is not None else None
-            price_record(record, self.prices, None if route is None else route.entry or route.upstream_model)
+            cost = price_record(record, self.prices, None if route is None else route.entry or route.upstream_model)
             if key is not None and key.budget_usd is not None:
                 record.budget_period = period_label(key.budget_period, record.created_at)
             self.ledger.record(record)
+            if ticket is not None and self.admission is not None:
+                await self._settle(ticket, record, cost)
             if self.access_log is not None:
                 self.access_log.write(record)
+
+    async def _settle(self, ticket: Ticket, record: UsageRecord, cost: Decimal) -> None:
+        assert self.admission is not None
+        try:
+            await asyncio.shield(self.admission.settle(ticket, record.prompt_tokens + record.completion_tokens, cost))
+        except Exception:  # the backend's entries expire; a failed settle must not fail a finished request
+            log.exception("request %s: settling its limits failed", record.request_id)
 
     @staticmethod
     async def _watching_disconnect(request: Request, record: UsageRecord, work: Coroutine[Any, Any, None]) -> None:
@@ -297,7 +353,8 @@ class Pipeline:
     async def _send_error(self, send: Send, surface: Surface, error: GatewayError, record: UsageRecord,
                           base_headers: Headers) -> None:
         record.status, record.outcome, record.error_type = error.status, error.outcome, error.code or error.kind
-        headers = [*base_headers, *self._routing_headers(record), (b"content-type", b"application/json")]
+        headers = [*base_headers, *error.headers, *self._routing_headers(record),
+                   (b"content-type", b"application/json")]
         if error.retry_after:
             headers.append((b"retry-after", error.retry_after.encode()))
         await send_bytes(send, error.status, surface.error_body(error), headers)

@@ -188,8 +188,31 @@ class UsageRepository:
             total = (await conn.execute(query)).scalar_one()
         return Decimal(str(total)).quantize(_NANO)  # SQLite sums NUMERIC as floats
 
+    async def requests(self, key_id: str, since: dt.datetime | None) -> int:
+        """How many requests a key made since a time (or ever), by the ledger."""
+        from sqlalchemy import func
+
+        query = select(func.count()).select_from(usage).where(usage.c.key_id == key_id)
+        if since is not None:
+            query = query.where(usage.c.created_at >= since)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def count(self) -> int:
         from sqlalchemy import func
 
         async with self._engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(usage))).scalar_one())
+
+
+class LedgerSpend:
+    """What a limits backend starts a budget period from: the ledger's sum for the key (scope `key:<id>`)."""
+
+    def __init__(self, usage_repository: UsageRepository) -> None:
+        self._usage = usage_repository
+
+    async def committed_spend(self, scope: str, since: dt.datetime | None) -> Decimal:
+        kind, _, ident = scope.partition(":")
+        if kind != "key":
+            return Decimal(0)
+        return await self._usage.spend(ident, since)

@@ -43,13 +43,14 @@ def parse_messages_call(body: bytes, request: Request) -> Call:
     payload, model = _checked(body)
     max_tokens = payload.get("max_tokens")
     if max_tokens is None:  # the real API requires it; clients of this gateway may leave it to us
-        payload["max_tokens"] = codec.default_max_tokens(model)
+        max_tokens = payload["max_tokens"] = codec.default_max_tokens(model)
         body = orjson.dumps(payload)
     elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise bad_request("max_tokens: must be a positive integer", param="max_tokens")
     stream = payload.get("stream") is True
     return Call(endpoint="messages", operation=CHAT, model=model, body=body, stream=stream,
-                passthrough_headers=_passthrough_headers(request), decode=lambda: codec.decode_request(payload))
+                passthrough_headers=_passthrough_headers(request), decode=lambda: codec.decode_request(payload),
+                max_output=max_tokens)
 
 
 def parse_count_tokens_call(body: bytes, request: Request) -> Call:

@@ -90,15 +90,18 @@ def _generate_call(body: bytes, request: Request, model: str, method: str) -> Ca
 
         return Call(endpoint="gemini.countTokens", operation=COUNT_TOKENS, model=model, body=body, decode=decode,
                     local_answer=estimate, model_in_body=False)
+    config = payload.get("generationConfig")
+    limit = config.get("maxOutputTokens") if isinstance(config, dict) else None
     return Call(endpoint=f"gemini.{method}", operation=CHAT, model=model, body=body, stream=stream, decode=decode,
-                stream_framing=JsonArrayFraming if stream and not sse else None, model_in_body=False)
+                stream_framing=JsonArrayFraming if stream and not sse else None, model_in_body=False,
+                max_output=limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None)
 
 
 def _embed_call(body: bytes, model: str, method: str) -> Call:
     payload = parse_object(body)
     form = {"embedContent": "single", "batchEmbedContents": "batch", "predict": "predict"}[method]
     # Upstreams are always asked for the batch form, so the other forms are translated even to Google.
-    return Call(endpoint=f"gemini.{method}", operation=EMBEDDINGS, model=model, body=body,
+    return Call(endpoint=f"gemini.{method}", operation=EMBEDDINGS, model=model, body=body, max_output=0,
                 decode_embeddings=lambda: codec.decode_embeddings_request(payload, model, form=form),
                 translate_always=form != "batch", model_in_body=False)
 

@@ -21,12 +21,17 @@ def parse_chat_call(body: bytes, http_request: Request) -> Call:
     return Call(endpoint="chat.completions", operation=CHAT, model=request.model,
                 body=codec.upstream_chat_body(request, body), stream=request.stream,
                 strip_usage=request.stream and not request.include_usage,
-                decode=lambda: codec.decode_request(request.payload))
+                decode=lambda: codec.decode_request(request.payload), max_output=_max_output(request.payload))
+
+
+def _max_output(payload: dict[str, object]) -> int | None:
+    value = payload.get("max_completion_tokens", payload.get("max_tokens"))
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def parse_embeddings_call(body: bytes, http_request: Request) -> Call:
     request = codec.parse_embeddings(body)
-    return Call(endpoint="embeddings", operation=EMBEDDINGS, model=request.model, body=body,
+    return Call(endpoint="embeddings", operation=EMBEDDINGS, model=request.model, body=body, max_output=0,
                 decode_embeddings=lambda: codec.decode_embeddings_request(request.payload))
 
 
@@ -44,6 +49,7 @@ class OpenAIRoutes:
         router.add("POST", "/v1/embeddings", self.embeddings)
         router.add("GET", "/v1/models", self.list_models)
         router.add("GET", "/v1/models/{model}", self.get_model)
+        router.add("GET", "/v1/key", self.get_key)
 
     async def chat_completions(self, request: Request, send: Send) -> None:
         await self._pipeline.handle(request, send, SURFACE, "chat.completions", parse_chat_call)
@@ -66,6 +72,12 @@ class OpenAIRoutes:
         headers = [(b"x-request-id", new_request_id().encode())]
         data = [self._model(model, vendors) for model, vendors in self._catalog.models() if key.may_use(model, vendors)]
         await send_json(send, 200, {"object": "list", "data": data}, headers)
+
+    async def get_key(self, request: Request, send: Send) -> None:
+        key = await self._pipeline.key_or_error(request, send, SURFACE)
+        if key is not None:
+            await send_json(send, 200, await self._pipeline.key_report(key),
+                            [(b"x-request-id", new_request_id().encode())])
 
     async def get_model(self, request: Request, send: Send) -> None:
         headers = [(b"x-request-id", new_request_id().encode()), (b"content-type", b"application/json")]

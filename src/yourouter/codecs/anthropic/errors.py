@@ -17,6 +17,7 @@ _ERROR_TYPES = {
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.PAYLOAD_TOO_LARGE: "request_too_large",
     ErrorKind.RATE_LIMIT: "rate_limit_error",
+    ErrorKind.QUOTA: "billing_error",
     ErrorKind.UPSTREAM: "api_error",
     ErrorKind.TIMEOUT: "timeout_error",
     ErrorKind.GATEWAY: "api_error",

@@ -26,6 +26,7 @@ _ERROR_TYPES = {
     ErrorKind.NOT_FOUND: "invalid_request_error",
     ErrorKind.PAYLOAD_TOO_LARGE: "invalid_request_error",
     ErrorKind.RATE_LIMIT: "requests",
+    ErrorKind.QUOTA: "insufficient_quota",
     ErrorKind.UPSTREAM: "server_error",
     ErrorKind.TIMEOUT: "server_error",
     ErrorKind.GATEWAY: "server_error",

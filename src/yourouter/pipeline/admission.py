@@ -1,0 +1,149 @@
+"""Admission: a key's rate limits and budget, checked and charged before any upstream is called, settled after.
+
+A request is charged its estimated tokens (prompt size from the body, plus its maximum output) against the key's
+TPM window, one request against its RPM window and one slot against its concurrency, and it reserves its worst-case
+cost against the budget: that estimate at the highest price among the deployments that may serve it, capped by
+`limits.reserve_ceiling_usd`. When it ends, the estimate is replaced by the real tokens and the reservation by the
+real cost (0 for errors and zero-completion answers). Keys without limits or budget skip all of this.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from yourouter.auth.keys import ClientKey
+from yourouter.ir.errors import ErrorKind, GatewayError
+from yourouter.ir.usage import Usage
+from yourouter.limits.model import (
+    Budget,
+    Charge,
+    LimitBackend,
+    LimitBackendUnavailable,
+    LimitExceeded,
+    Limits,
+    ScopeState,
+    Ticket,
+)
+from yourouter.pricing import PriceBook
+from yourouter.routing.catalog import Route
+
+_BASE64 = re.compile(rb"base64,([A-Za-z0-9+/=]+)")
+_MEDIA_TOKENS = 1000  # an inline image or file, whatever its byte size
+_KIND_TEXT = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def estimate_prompt_tokens(body: bytes) -> int:
+    """About four bytes a token; inline base64 media counts a fixed amount instead of its size."""
+    size = len(body)
+    if b"base64," not in body:
+        return size // 4 + 1
+    media = _BASE64.findall(body)
+    return (size - sum(len(m) for m in media)) // 4 + _MEDIA_TOKENS * len(media) + 1
+
+
+def key_scope(key: ClientKey) -> str:
+    return "key:" + key.id
+
+
+def format_reset(seconds: float) -> str:
+    """OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    whole = int(seconds + 0.999)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def rate_headers(state: ScopeState | None) -> Headers:
+    """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the windows the key has."""
+    if state is None:
+        return []
+    headers: Headers = []
+    for name, window in (("requests", state.requests), ("tokens", state.tokens)):
+        if window is not None:
+            headers += [(f"x-ratelimit-limit-{name}".encode(), str(window.limit).encode()),
+                        (f"x-ratelimit-remaining-{name}".encode(), str(max(0, window.remaining)).encode()),
+                        (f"x-ratelimit-reset-{name}".encode(), format_reset(window.reset_s).encode())]
+    return headers
+
+
+class Admission:
+    def __init__(self, backend: LimitBackend, prices: PriceBook, *, reserve_ceiling_usd: Decimal,
+                 default_max_output_tokens: int, fail_open: bool = False) -> None:
+        self.backend = backend
+        self._prices = prices
+        self._ceiling = reserve_ceiling_usd
+        self._default_output = default_max_output_tokens
+        self._fail_open = fail_open
+        self._limits: dict[str, tuple[Limits, Budget | None]] = {}
+
+    def limits_of(self, key: ClientKey) -> tuple[Limits, Budget | None]:
+        """The key's limits as the engine takes them (memoised: keys are immutable snapshots)."""
+        cache_key = f"{key.id}:{key.rpm}:{key.tpm}:{key.max_concurrency}:{key.budget_usd}:{key.budget_period}"
+        found = self._limits.get(cache_key)
+        if found is None:
+            budget = None if key.budget_usd is None else Budget(key.budget_usd, key.budget_period)  # type: ignore[arg-type]
+            found = (Limits(key.rpm, key.tpm, key.max_concurrency), budget)
+            if len(self._limits) > 10_000:
+                self._limits.clear()
+            self._limits[cache_key] = found
+        return found
+
+    def _reservation(self, routes: list[Route], prompt: int, output: int) -> Decimal:
+        usage = Usage(prompt_tokens=prompt, completion_tokens=output)
+        worst = Decimal(0)
+        for route in routes:
+            cost = self._prices.cost(route.entry if route.entry is not None else route.upstream_model, usage)
+            if cost is not None and cost > worst:
+                worst = cost
+        return min(worst, self._ceiling)
+
+    async def admit(self, request_id: str, key: ClientKey, body: bytes, max_output: int | None,
+                    routes: list[Route]) -> Ticket | None:
+        """Charges the key for the request, or raises a 429 (`insufficient_quota` for an exhausted budget)."""
+        if not key.limited:
+            return None
+        limits, budget = self.limits_of(key)
+        prompt = estimate_prompt_tokens(body)
+        output = max_output if max_output is not None else self._default_output
+        reserve = self._reservation(routes, prompt, output) if budget is not None else Decimal(0)
+        charge = Charge(key_scope(key), limits, tokens=prompt + output if limits.tpm else 0, budget=budget,
+                        reserve_usd=reserve)
+        try:
+            return await self.backend.admit(request_id, (charge,))
+        except LimitExceeded as refused:
+            raise _refusal(refused, key) from None
+        except LimitBackendUnavailable as exc:
+            if self._fail_open:
+                return None
+            raise GatewayError(500, ErrorKind.GATEWAY, f"The gateway could not check this key's limits ({exc}).",
+                               code="limits_unavailable") from None
+
+    async def settle(self, ticket: Ticket, tokens: int, cost: Decimal) -> None:
+        await self.backend.settle(ticket, tokens, cost)
+
+    async def state(self, key: ClientKey) -> ScopeState:
+        limits, budget = self.limits_of(key)
+        return await self.backend.state(key_scope(key), limits, budget)
+
+
+def _refusal(refused: LimitExceeded, key: ClientKey) -> GatewayError:
+    retry = None if refused.retry_after_s is None else str(max(1, int(refused.retry_after_s + 0.999)))
+    error: GatewayError
+    if refused.kind == "budget":
+        period = {"day": "today's", "month": "this month's"}.get(key.budget_period or "", "its")
+        error = GatewayError(429, ErrorKind.QUOTA, f"This API key has used {period} budget of "
+                             f"${key.budget_usd} (or the request's reserved cost would exceed it).",
+                             code="insufficient_quota", retry_after=retry)
+    else:
+        limit = {"requests": key.rpm, "tokens": key.tpm, "concurrency": key.max_concurrency}[refused.kind]
+        error = GatewayError(429, ErrorKind.RATE_LIMIT, f"Rate limit reached for {_KIND_TEXT[refused.kind]} on "
+                             f"this API key: limit {limit}.", code="rate_limit_exceeded", retry_after=retry)
+    error.headers = rate_headers(refused.states.get(key_scope(key)))
+    return error
