@@ -188,3 +188,22 @@ def test_redis_limits_hold_across_two_instances(two_instances: tuple[GatewayHand
     assert sum(costs) <= Decimal(1)
     one, other = (g.get("/v1/key", key=BUDGET_KEY).json() for g in (first, second))
     assert one["spend_usd"] == other["spend_usd"] == float(sum(costs))
+
+
+def test_deployment_limits_move_traffic_on_then_answer_429(sim_a: str, sim_b: str, tmp_path: Path) -> None:
+    config = _config(sim_a, f"sqlite:///{tmp_path / 'deployments.db'}")
+    config["providers"] = [
+        {"name": "capped", "vendor": "openai", "base_url": f"{sim_a}/v1", "api_key": UPSTREAM_KEY, "rpm": 2,
+         "models": ["plain"]},
+        {"name": "spare", "vendor": "azure", "type": "openai", "base_url": f"{sim_b}/v1", "api_key": UPSTREAM_KEY,
+         "models": ["plain"]},
+    ]
+    config["max_attempts"] = 2
+    with start_gateway(settings_from_mapping(config, env={})) as gateway:
+        served = [_chat(gateway, FREE_KEY).headers["x-yourouter-provider"] for _ in range(4)]
+        assert served == ["capped", "capped", "spare", "spare"]
+        pinned = gateway.post("/v1/chat/completions", {"model": "plain", "messages": [{"role": "user",
+                                                                                        "content": "x"}]},
+                              key=FREE_KEY, headers={"vendor": "openai"})
+        assert pinned.status == 429 and "capped" in pinned.json()["error"]["message"]
+        assert 1 <= int(pinned.headers["retry-after"]) <= 60

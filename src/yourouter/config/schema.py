@@ -102,7 +102,10 @@ class ProviderConfig(_Strict):
     priority: int = 0  # lower is tried first
     weight: float = Field(default=1.0, gt=0)  # for `routing.strategy: weighted`
     max_concurrency: int | None = Field(default=None, ge=1)  # at the cap the deployment counts as busy
-    rpm: int | None = Field(default=None, ge=1)  # requests a minute before it counts as busy
+    #: The deployment's own limits, enforced (shared by every instance with a Redis limits backend): a deployment
+    #: at one is skipped for the next candidate; in-process, it also orders as busy before it is reached.
+    rpm: int | None = Field(default=None, ge=1)  # requests a minute
+    tpm: int | None = Field(default=None, ge=1)  # tokens a minute (estimated at admission, reconciled)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     first_byte_timeout_s: float = Field(default=120.0, gt=0)  # until the response headers arrive
     read_timeout_s: float = Field(default=600.0, gt=0)  # longest silence between chunks once started

@@ -26,6 +26,7 @@ from yourouter.limits.model import (
     Ticket,
 )
 from yourouter.pricing import PriceBook
+from yourouter.providers.base import Provider
 from yourouter.routing.catalog import Route
 
 _BASE64 = re.compile(rb"base64,([A-Za-z0-9+/=]+)")
@@ -123,6 +124,32 @@ class Admission:
             if self._fail_open:
                 return None
             raise GatewayError(500, ErrorKind.GATEWAY, f"The gateway could not check this key's limits ({exc}).",
+                               code="limits_unavailable") from None
+
+    @staticmethod
+    def deployment_limited(provider: Provider) -> bool:
+        config = provider.config
+        return bool(config.rpm or config.tpm or config.max_concurrency)
+
+    async def admit_deployment(self, request_id: str, provider: Provider, body: bytes,
+                               max_output: int | None) -> Ticket | None:
+        """Charges an attempt to a deployment's own limits; a deployment at a limit is a 429 the pipeline treats
+        like an upstream rate limit (the next candidate is tried)."""
+        config = provider.config
+        limits = Limits(config.rpm, config.tpm, config.max_concurrency)
+        tokens = estimate_prompt_tokens(body) + (max_output if max_output is not None else self._default_output)
+        charge = Charge("deployment:" + provider.name, limits, tokens=tokens if config.tpm else 0)
+        try:
+            return await self.backend.admit(request_id, (charge,))
+        except LimitExceeded as refused:
+            retry = None if refused.retry_after_s is None else str(max(1, int(refused.retry_after_s + 0.999)))
+            raise GatewayError(429, ErrorKind.RATE_LIMIT, f"Deployment {provider.name} is at its "
+                               f"{_KIND_TEXT.get(refused.kind, refused.kind)} limit.",
+                               code="rate_limit_exceeded", retry_after=retry) from None
+        except LimitBackendUnavailable as exc:
+            if self._fail_open:
+                return None
+            raise GatewayError(500, ErrorKind.GATEWAY, f"The gateway could not check deployment limits ({exc}).",
                                code="limits_unavailable") from None
 
     async def settle(self, ticket: Ticket, tokens: int, cost: Decimal) -> None:

@@ -459,6 +459,14 @@ class Pipeline:
                 continue
             url = provider.url(call.operation, route.upstream_model, call.stream)
             headers = [*base_headers, *self._routing_headers(record)]
+            slot: Ticket | None = None
+            if self.admission is not None and self.admission.deployment_limited(provider):
+                try:  # the deployment's own rpm/tpm/max_concurrency, shared by every instance on Redis
+                    slot = await self.admission.admit_deployment(f"{record.request_id}#{attempt}", provider,
+                                                                 call.body, call.max_output)
+                except GatewayError as full:
+                    errors.append(full)
+                    continue
             health = self.policy.health.of(provider.name)
             health.begin(self.policy.health.now())
             try:
@@ -508,7 +516,17 @@ class Pipeline:
                                            code="upstream_unreachable"))
             finally:
                 health.end()
+                if slot is not None and self.admission is not None:
+                    answered = record.deployment == provider.name and record.status == 200
+                    await self._settle_slot(slot, record.prompt_tokens + record.completion_tokens if answered else 0)
         raise _final_error(errors)
+
+    async def _settle_slot(self, slot: Ticket, tokens: int) -> None:
+        assert self.admission is not None
+        try:
+            await asyncio.shield(self.admission.settle(slot, tokens, Decimal(0)))
+        except Exception:
+            log.exception("settling deployment limits failed")
 
 
 def _seconds(retry_after: str | None) -> float | None:
