@@ -105,6 +105,10 @@ def serve(
         if workers:
             settings = settings.model_copy(update={"workers": workers})
     assert settings is not None
+    if settings.workers > 1 and settings.limits.backend is None and any(
+            k.rpm or k.tpm or k.max_concurrency or k.budget_usd is not None for k in settings.keys):
+        err.print("[yellow]warning:[/yellow] with several workers and `limits.backend: memory`, every worker counts "
+                  "limits and budgets on its own; use a redis:// backend to share them.", highlight=False)
     if not settings.providers:
         err.print("[yellow]warning:[/yellow] no providers configured; set OPENAI_API_KEY, write a config file, "
                   "or try --demo.", highlight=False)

@@ -91,6 +91,7 @@ def test_concurrency_cap_admits_exactly_the_cap(limited: GatewayHandle) -> None:
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _: _chat(limited, CONC_KEY, "slow [sim:delay_ms=400]"), range(6)))
     assert sorted(a.status for a in answers) == [200, 200, 429, 429, 429, 429]
+    assert all(a.headers.get("retry-after") == "1" for a in answers if a.status == 429)
     assert _chat(limited, CONC_KEY).status == 200  # slots are freed when requests end
 
 

@@ -142,7 +142,7 @@ class Admission:
         try:
             return await self.backend.admit(request_id, (charge,))
         except LimitExceeded as refused:
-            retry = None if refused.retry_after_s is None else str(max(1, int(refused.retry_after_s + 0.999)))
+            retry = _retry_after(refused)
             raise GatewayError(429, ErrorKind.RATE_LIMIT, f"Deployment {provider.name} is at its "
                                f"{_KIND_TEXT.get(refused.kind, refused.kind)} limit.",
                                code="rate_limit_exceeded", retry_after=retry) from None
@@ -160,8 +160,16 @@ class Admission:
         return await self.backend.state(key_scope(key), limits, budget)
 
 
+def _retry_after(refused: LimitExceeded) -> str | None:
+    """Whole seconds until the request could fit; a concurrency cap frees at no known time, so 1 s is the hint;
+    a lifetime budget or an ask larger than the limit never fits (no header)."""
+    if refused.retry_after_s is None:
+        return "1" if refused.kind == "concurrency" else None
+    return str(max(1, int(refused.retry_after_s + 0.999)))
+
+
 def _refusal(refused: LimitExceeded, key: ClientKey) -> GatewayError:
-    retry = None if refused.retry_after_s is None else str(max(1, int(refused.retry_after_s + 0.999)))
+    retry = _retry_after(refused)
     error: GatewayError
     if refused.kind == "budget":
         period = {"day": "today's", "month": "this month's"}.get(key.budget_period or "", "its")
