@@ -661,3 +661,22 @@ def test_a_redis_restart_is_survived(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_costs_outside_tickets_add_to_a_loaded_counter_only(backends: Backends) -> None:
+    ledger = Ledger(Decimal("0.5"))
+    clock = Clock()
+    backend = backends.make(ledger, clock=clock)
+    budget = Budget(Decimal(1), "day")
+
+    async def body() -> None:
+        now = clock()
+        await backend.record_spend("key:v", budget, Decimal("0.2"), now)  # no counter yet: the ledger has it
+        state = await backend.state("key:v", Limits(), budget)  # loads 0.5 from the ledger
+        assert state.spend_usd == Decimal("0.5")
+        await backend.record_spend("key:v", budget, Decimal("0.25"), now)  # a video task billed at its end
+        assert (await backend.state("key:v", Limits(), budget)).spend_usd == Decimal("0.75")
+        await backend.record_spend("key:v", budget, Decimal(0), now)
+        assert (await backend.state("key:v", Limits(), budget)).spend_usd == Decimal("0.75")
+
+    run(backend, body)

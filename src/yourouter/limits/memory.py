@@ -174,6 +174,15 @@ class MemoryLimitBackend:
             sc.tokens.used(sec)
             return self._state(sc, limits, budget, span, now)
 
+    async def record_spend(self, scope: str, budget: Budget, cost_usd: Decimal, at: float) -> None:
+        sc = self._scopes.get(scope)
+        if sc is None or not cost_usd:
+            return
+        period = self._calendar.span(budget, at).key
+        spend = sc.spend.get(period)
+        if spend is not None:
+            sc.spend[period] = spend + cost_usd
+
     async def close(self) -> None:
         for task in list(self._loading.values()):
             task.cancel()

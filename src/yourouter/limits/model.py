@@ -118,4 +118,10 @@ class LimitBackend(Protocol):
         """The scope as it stands now, charging nothing."""
         ...
 
+    async def record_spend(self, scope: str, budget: Budget, cost_usd: Decimal, at: float) -> None:
+        """Adds a cost incurred outside a ticket (a video task billed when it finishes) to the budget period that
+        holds `at`, if that period's counter exists; a missing counter will be loaded from the ledger, which
+        already holds the cost (write the ledger row first)."""
+        ...
+
     async def close(self) -> None: ...

@@ -59,7 +59,7 @@ from yourouter.limits.periods import (
     reserve_nanos,
     to_nanos,
 )
-from yourouter.limits.scripts import ADMIT, SETTLE
+from yourouter.limits.scripts import ADD_SPEND, ADMIT, SETTLE
 from yourouter.limits.windows import Failure, pick_failure
 
 SPEND_GRACE_S = 7 * 86400  # a finished period's counter stays this long (late settlements, reports)
@@ -79,6 +79,7 @@ class RedisLimitBackend:
         self._calendar = PeriodCalendar()
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
+        self._add_spend = client.register_script(ADD_SPEND)
         self._loading: dict[str, asyncio.Future[int]] = {}  # spend key -> this instance's ledger read in progress
 
     @classmethod
@@ -126,6 +127,12 @@ class RedisLimitBackend:
             args += [1 if charge.limits.tpm is not None else 0, charge.tokens,
                      cost if charge.scope in ticket.period_keys else -1]
         await self._call(self._settle(keys=keys, args=args))
+
+    async def record_spend(self, scope: str, budget: Budget, cost_usd: Decimal, at: float) -> None:
+        if not cost_usd:
+            return
+        period = self._calendar.span(budget, at).key
+        await self._call(self._add_spend(keys=[self._key(f"spend:{period}", scope)], args=[to_nanos(cost_usd)]))
 
     async def state(self, scope: str, limits: Limits, budget: Budget | None) -> ScopeState:
         charge = Charge(scope, limits, budget=budget)

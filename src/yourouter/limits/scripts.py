@@ -253,3 +253,10 @@ for i = 1, n do
 end
 return 1
 """
+
+#: KEYS: the spend counter. ARGV: nano-USD. Adds only to a counter that exists: a missing one is loaded from the
+#: ledger later, which already holds this cost.
+ADD_SPEND = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return false
+"""

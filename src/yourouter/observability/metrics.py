@@ -4,10 +4,10 @@ request path, so metrics cost the hot path nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from yourouter.metering.ledger import UsageLedger
 from yourouter.routing.health import HealthBoard
@@ -15,7 +15,9 @@ from yourouter.routing.health import HealthBoard
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-class GatewayCollector(Collector):
+class GatewayCollector:
+    """A custom collector (prometheus-client calls `collect` at scrape time)."""
+
     def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str]) -> None:
         self._ledger = ledger
         self._health = health
@@ -48,7 +50,7 @@ class GatewayCollector(Collector):
 class Metrics:
     def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(GatewayCollector(ledger, health, deployments))
+        self.registry.register(cast(Any, GatewayCollector(ledger, health, deployments)))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return bytes(generate_latest(self.registry))
