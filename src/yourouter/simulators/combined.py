@@ -1,9 +1,11 @@
 """All simulators behind one port, as `yourouter simulate` serves them: OpenAI (`/v1/chat/completions`,
 `/v1/embeddings`, `/v1/models`), Anthropic (`/v1/messages`, and `/v1/models` when `anthropic-version` is sent),
-Gemini (`/{version}/.../models/{model}:method`) and Bedrock (`/model/{modelId}/converse[-stream]`).
+Gemini (`/{version}/.../models/{model}:method`), Bedrock (`/model/{modelId}/converse[-stream]`) and Ark video
+tasks (`/api/v3/contents/generations/tasks[/{id}]`).
 
 Control endpoints (`/_sim/faults`, `/_sim/requests`): POST and DELETE go to every simulator; GET lists each
-simulator's state under its name. `/_sim/{openai,anthropic,gemini,bedrock}/...` address one.
+simulator's state under its name. `/_sim/{openai,anthropic,gemini,bedrock,ark}/...` address one (Ark's callback
+log: `/_sim/ark/callbacks`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import uvicorn
 
 from yourouter.simulators._asgi import ASGIApp, Receive, Scope, Send
 from yourouter.simulators.anthropic import create_app as create_anthropic
+from yourouter.simulators.ark import TASKS_PATH, ArkSettings
+from yourouter.simulators.ark import create_app as create_ark
 from yourouter.simulators.bedrock import create_app as create_bedrock
 from yourouter.simulators.gemini import create_app as create_gemini
 from yourouter.simulators.openai import SimulatorSettings
@@ -27,14 +31,17 @@ _GEMINI_METHODS = (":generateContent", ":streamGenerateContent", ":countTokens",
 
 
 class CombinedSimulator:
-    def __init__(self, settings: SimulatorSettings) -> None:
+    def __init__(self, settings: SimulatorSettings, ark: ArkSettings | None = None) -> None:
         self.apps: dict[str, ASGIApp] = {"openai": create_openai(settings), "anthropic": create_anthropic(settings),
-                                         "gemini": create_gemini(settings), "bedrock": create_bedrock(settings)}
+                                         "gemini": create_gemini(settings), "bedrock": create_bedrock(settings),
+                                         "ark": create_ark(settings, ark)}
 
     def _pick(self, scope: Scope) -> ASGIApp:
         path: str = scope["path"]
         if path.startswith("/model/"):
             return self.apps["bedrock"]
+        if path.startswith(TASKS_PATH):
+            return self.apps["ark"]
         if (any(method in path for method in _GEMINI_METHODS) or path.startswith(("/v1beta/", "/v1beta1/"))
                 or "/publishers/" in path):
             return self.apps["gemini"]
@@ -116,8 +123,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def create_app(settings: SimulatorSettings) -> CombinedSimulator:
-    return CombinedSimulator(settings)
+def create_app(settings: SimulatorSettings, ark: ArkSettings | None = None) -> CombinedSimulator:
+    return CombinedSimulator(settings, ark)
 
 
 def run(settings: SimulatorSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
