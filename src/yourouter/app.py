@@ -24,16 +24,20 @@ from yourouter.pipeline.core import Pipeline, new_request_id
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.pricing import PriceBook
+from yourouter.providers.base import VIDEO_TASKS
 from yourouter.providers.registry import build_provider
 from yourouter.routing.catalog import Catalog
 from yourouter.routing.health import BreakerPolicy, HealthBoard
 from yourouter.routing.policy import RoutingPolicy
 from yourouter.storage.db import create_engine, migrate
 from yourouter.storage.repositories import KeyRepository, LedgerSpend, UsageRepository
+from yourouter.storage.video_tasks import VideoTaskRepository
 from yourouter.surfaces.admin import AdminRoutes
 from yourouter.surfaces.anthropic import AnthropicRoutes
+from yourouter.surfaces.ark import ArkRoutes
 from yourouter.surfaces.gemini import GeminiRoutes
 from yourouter.surfaces.openai import OpenAIRoutes
+from yourouter.tasks.video import VideoTasks
 
 log = logging.getLogger("yourouter")
 #: Level INFO (the default `--log-level info`) turns the per-request access log on; `log_requests: false` too.
@@ -89,8 +93,15 @@ class Gateway:
         openai_routes.mount(self.router)
         anthropic_routes.mount(self.router)
         gemini_routes.mount(self.router)
+        video = settings.video_tasks
+        self.video_tasks = VideoTasks(VideoTaskRepository(self.engine), self.providers, self.upstream, self.prices,
+                                      self.limit_backend, poll_interval_s=video.poll_interval_s,
+                                      lease_s=video.lease_s, batch=video.batch)
+        ark_routes = ArkRoutes(self.pipeline, self.video_tasks)
+        ark_routes.mount(self.router)
         self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings,
-                                   anthropic_routes.messages, anthropic_routes.count_tokens, gemini_routes.dispatch}
+                                   anthropic_routes.messages, anthropic_routes.count_tokens, gemini_routes.dispatch,
+                                   ark_routes.create}
         AdminRoutes(self.keys, settings.master_key, self.catalog, self.policy).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False
@@ -109,10 +120,13 @@ class Gateway:
         self.ledger.start()
         if self.access_log is not None:
             self.access_log.start()
+        if any(p.supports(VIDEO_TASKS) for p in self.providers):
+            self.video_tasks.start()
         self.ready = True
 
     async def shutdown(self) -> None:
         self.ready = False
+        await self.video_tasks.close()
         await self.ledger.close()
         if self.access_log is not None:
             await self.access_log.close()

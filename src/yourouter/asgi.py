@@ -57,6 +57,15 @@ class Request:
         raw = self.scope.get("query_string", b"")
         return dict(parse_qsl(raw.decode("latin-1"))) if raw else {}
 
+    @property
+    def query_lists(self) -> dict[str, list[str]]:
+        """Every value of each query parameter (`filter.task_ids=a&filter.task_ids=b`), percent-decoded."""
+        raw = self.scope.get("query_string", b"")
+        found: dict[str, list[str]] = {}
+        for name, value in parse_qsl(raw.decode("latin-1")) if raw else []:
+            found.setdefault(name, []).append(value)
+        return found
+
     async def body(self, limit: int) -> bytes:
         """The whole body; raises `BodyTooLarge` past `limit` bytes (checked on Content-Length first)."""
         declared = self.header(b"content-length")

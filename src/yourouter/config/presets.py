@@ -20,7 +20,8 @@ PRESETS: dict[str, VendorPreset] = {
     "deepseek": VendorPreset("openai", "https://api.deepseek.com/v1"),
     "mistral": VendorPreset("openai", "https://api.mistral.ai/v1"),
     "x": VendorPreset("openai", "https://api.x.ai/v1"),
-    "volcengine": VendorPreset("openai", "https://ark.cn-beijing.volces.com/api/v3"),
+    "volcengine": VendorPreset("ark", "https://ark.cn-beijing.volces.com/api/v3"),  # chat, embeddings, video
+    "byteplus": VendorPreset("ark", "https://ark.ap-southeast.bytepluses.com/api/v3"),
     "groq": VendorPreset("openai", "https://api.groq.com/openai/v1"),
     "together": VendorPreset("openai", "https://api.together.xyz/v1"),
     "openrouter": VendorPreset("openai", "https://openrouter.ai/api/v1"),

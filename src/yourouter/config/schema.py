@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from yourouter.config.presets import PRESETS
 
-#: Wire protocols an upstream may speak (later: ark, google-search).
-ProviderType = Literal["openai", "anthropic", "google", "azure", "bedrock"]
+#: Wire protocols an upstream may speak (later: google-search).
+ProviderType = Literal["openai", "anthropic", "google", "azure", "bedrock", "ark"]
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -187,6 +187,14 @@ class LimitsConfig(_Strict):
         return value
 
 
+class VideoTasksConfig(_Strict):
+    """The video task poller: every unsettled task is fetched from its deployment about this often."""
+
+    poll_interval_s: float = Field(default=10.0, gt=0)  # jittered +-20 %
+    lease_s: float = Field(default=60.0, gt=0)  # a poller's hold on a task (another takes over after it)
+    batch: int = Field(default=50, ge=1)  # tasks leased per round
+
+
 class RoutingConfig(_Strict):
     strategy: Literal["latency", "least-busy", "weighted", "ordered", "cost"] = "latency"
     #: Models to try, translated as needed, when every deployment of a model failed: {gpt-4o: [claude-sonnet-4-5]}
@@ -216,6 +224,7 @@ class Settings(_Strict):
     media: MediaConfig = Field(default_factory=MediaConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    video_tasks: VideoTasksConfig = Field(default_factory=VideoTasksConfig)
     #: Prices by model name (or search provider name), over the shipped table (yourouter/pricing/table.py).
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -94,6 +95,11 @@ class Call:
     route: Route | None = None
     #: The most output the client allows (`max_tokens` and its kin); None = the gateway's default for estimates.
     max_output: int | None = None
+    #: Sees an upstream's successful answer (same dialect, not streamed) before the client does, with the route
+    #: that gave it: how a created video task is stored before its id is answered.
+    accepted: Callable[[Call, Route, bytes], Awaitable[bytes]] | None = None
+    #: The authenticated caller (set by the pipeline once the body is parsed).
+    key: ClientKey | None = None
 
     @property
     def routing_operation(self) -> str:
@@ -268,6 +274,7 @@ class Pipeline:
             key = await self.authenticate(request, surface)
             record.key_id, record.key_name = key.id, key.name
             call = parse(await self.read_body(request), request)
+            call.key = key
             model, pinned = self.catalog.split_vendor_prefix(call.model)
             record.model, record.streamed, record.endpoint = model, call.stream, call.endpoint
             if not key.allows(model):
@@ -487,7 +494,8 @@ class Pipeline:
                                            provider_codec.stream_tap(call.strip_usage), surface.stream_error_event,
                                            call.stream_framing() if call.stream_framing else None)
                     elif same:
-                        await relay_body(send, response, headers, record, started, provider_codec)
+                        accepted = None if call.accepted is None else functools.partial(call.accepted, call, route)
+                        await relay_body(send, response, headers, record, started, provider_codec, accepted)
                     elif response.status >= 400:
                         raise await _translated_client_error(provider_codec, response)
                     elif call.operation == EMBEDDINGS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -41,10 +41,14 @@ def _apply_usage(record: UsageRecord, usage: Usage | None) -> None:
 
 
 async def relay_body(send: Send, response: aiohttp.ClientResponse, headers: Headers, record: UsageRecord,
-                     started: float, provider_codec: DialectCodec) -> None:
+                     started: float, provider_codec: DialectCodec,
+                     accepted: Callable[[bytes], Awaitable[bytes]] | None = None) -> None:
+    """`accepted`, when given, sees a successful body before the client does (and may replace it)."""
     body = await response.read()
     record.ttfb_ms = (time.perf_counter() - started) * 1000
     status = record.status = response.status
+    if status < 300 and accepted is not None:
+        body = await accepted(body)
     if status < 300:
         _apply_usage(record, provider_codec.usage_of_response(body))
     else:  # a 4xx the request itself caused: the upstream's own envelope is already the client's dialect

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from yourouter.config.schema import ProviderConfig
 from yourouter.providers.anthropic import AnthropicProvider
+from yourouter.providers.ark import ArkProvider
 from yourouter.providers.azure import AzureOpenAIProvider
 from yourouter.providers.base import Provider
 from yourouter.providers.bedrock import BedrockProvider
@@ -18,6 +19,7 @@ ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
     "google": GoogleProvider,
     "azure": AzureOpenAIProvider,
     "bedrock": BedrockProvider,
+    "ark": ArkProvider,
 }
 
 

@@ -76,3 +76,32 @@ usage = Table(
     Index("ix_usage_model_created", "model", "created_at"),
     Index("ix_usage_request_id", "request_id"),
 )
+
+video_tasks = Table(
+    "video_tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the upstream's task id, which clients and callbacks see
+    Column("key_id", String(40), nullable=False),  # the owner: only this key may see or delete the task
+    Column("key_name", String(200), nullable=True),
+    Column("model", String(200), nullable=False),  # as the client named it
+    Column("upstream_model", String(200), nullable=False),
+    Column("vendor", String(100), nullable=False),
+    Column("deployment", String(100), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    # queued | running | succeeded | failed | cancelled | expired
+    Column("status", String(16), nullable=False),
+    Column("task", JSON, nullable=False),  # the last task object the upstream answered
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cost_usd", Numeric(18, 9), nullable=False, default=0),
+    Column("budget_usd", Numeric(18, 9), nullable=True),  # the owner's budget when the task was created
+    Column("budget_period", String(8), nullable=True),
+    # set once, when the task first reached a terminal status and its usage row was written (billing exactly once)
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_poll_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),  # a poller's lease on the task
+    Column("claimed_by", String(64), nullable=True),
+    Index("ix_video_tasks_key_created", "key_id", "created_at"),
+    Index("ix_video_tasks_poll", "settled_at", "next_poll_at"),
+)

@@ -1,0 +1,1 @@
+"""Long-running work: video generation tasks and their poller."""
