@@ -221,8 +221,11 @@ def test_budget_is_checked_before_creating(video: GatewayHandle) -> None:
     assert refused.value.status_code == 429 and refused.value.code == "QuotaExceeded"
 
 
-def test_two_processes_polling_at_once_bill_each_task_once(ark_upstreams: list[str], tmp_path: Path) -> None:
-    database_url = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_processes_polling_at_once_bill_each_task_once(ark_upstreams: list[str], tmp_path: Path, database: str,
+                                                           request: pytest.FixtureRequest) -> None:
+    database_url = (f"sqlite:///{tmp_path / 'shared.db'}" if database == "sqlite"
+                    else request.getfixturevalue("postgres_url"))
     path = write_config(tmp_path / "gw.yaml", _config(ark_upstreams[:1], database_url, poll_s=0.02))
     with serve_process(path) as first, serve_process(path) as second:
         clients = [_ark(first.url), _ark(second.url)]
