@@ -29,6 +29,8 @@ from yourouter.providers.registry import build_provider
 from yourouter.routing.catalog import Catalog
 from yourouter.routing.health import BreakerPolicy, HealthBoard
 from yourouter.routing.policy import RoutingPolicy
+from yourouter.search.cache import build_cache
+from yourouter.search.service import SearchService
 from yourouter.storage.db import create_engine, migrate
 from yourouter.storage.repositories import KeyRepository, LedgerSpend, UsageRepository
 from yourouter.storage.video_tasks import VideoTaskRepository
@@ -37,6 +39,7 @@ from yourouter.surfaces.anthropic import AnthropicRoutes
 from yourouter.surfaces.ark import ArkRoutes
 from yourouter.surfaces.gemini import GeminiRoutes
 from yourouter.surfaces.openai import OpenAIRoutes
+from yourouter.surfaces.search import SearchRoutes
 from yourouter.tasks.video import VideoTasks
 
 log = logging.getLogger("yourouter")
@@ -99,9 +102,13 @@ class Gateway:
                                       lease_s=video.lease_s, batch=video.batch)
         ark_routes = ArkRoutes(self.pipeline, self.video_tasks)
         ark_routes.mount(self.router)
+        search = settings.search
+        self.search_cache = build_cache(search.cache_ttl_s, search.cache_backend, search.cache_max_entries)
+        search_routes = SearchRoutes(SearchService(self.pipeline, self.catalog, self.prices, self.search_cache))
+        search_routes.mount(self.router)
         self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings,
                                    anthropic_routes.messages, anthropic_routes.count_tokens, gemini_routes.dispatch,
-                                   ark_routes.create}
+                                   ark_routes.create, search_routes.search}
         AdminRoutes(self.keys, settings.master_key, self.catalog, self.policy).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False
@@ -132,6 +139,8 @@ class Gateway:
             await self.access_log.close()
         await self.upstream.close()
         await self.limit_backend.close()
+        if self.search_cache is not None:
+            await self.search_cache.close()
         await self.images.close()
         await self.engine.dispose()
 

@@ -28,4 +28,8 @@ PRESETS: dict[str, VendorPreset] = {
     "fireworks": VendorPreset("openai", "https://api.fireworks.ai/inference/v1"),
     "ollama": VendorPreset("openai", "http://localhost:11434/v1"),
     "vllm": VendorPreset("openai", None),
+    # web search engines (operation `search`)
+    "google-search": VendorPreset("google-search", "https://customsearch.googleapis.com/customsearch/v1"),
+    "brave": VendorPreset("brave", "https://api.search.brave.com/res/v1"),
+    "searxng": VendorPreset("searxng", None),  # your instance, e.g. http://searxng:8080
 }

@@ -10,8 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from yourouter.config.presets import PRESETS
 
-#: Wire protocols an upstream may speak (later: google-search).
-ProviderType = Literal["openai", "anthropic", "google", "azure", "bedrock", "ark"]
+#: Wire protocols an upstream may speak.
+ProviderType = Literal["openai", "anthropic", "google", "azure", "bedrock", "ark", "google-search", "brave",
+                       "searxng"]
+SEARCH_TYPES = frozenset({"google-search", "brave", "searxng"})
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -96,7 +98,8 @@ class ProviderConfig(_Strict):
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
     aws_session_token: str | None = None
-    models: list[ModelEntry] = Field(min_length=1)
+    models: list[ModelEntry] = Field(default_factory=list)  # required, except for search engines ("search")
+    cx: str | None = None  # Google Programmable Search: the engine used when a client sends no `cx`
     #: Anthropic needs `max_tokens`; used when the client gave none (default: per model family).
     default_max_tokens: int | None = Field(default=None, ge=1)
     priority: int = 0  # lower is tried first
@@ -137,6 +140,10 @@ class ProviderConfig(_Strict):
             if not self.region:
                 raise ValueError("region is required for a Bedrock deployment (or give base_url)")
             object.__setattr__(self, "base_url", f"https://bedrock-runtime.{self.region}.amazonaws.com")
+        if not self.models:
+            if self.type not in SEARCH_TYPES:
+                raise ValueError("models: at least one model is required")
+            object.__setattr__(self, "models", [ModelEntry(name="search")])
         if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
             raise ValueError("aws_access_key_id and aws_secret_access_key go together")
         if not self.base_url:
@@ -195,6 +202,23 @@ class VideoTasksConfig(_Strict):
     batch: int = Field(default=50, ge=1)  # tasks leased per round
 
 
+class SearchConfig(_Strict):
+    """`/customsearch/v1`: the result cache (identical queries within the TTL cost nothing)."""
+
+    cache_ttl_s: float = Field(default=0.0, ge=0)  # 0 = no cache
+    cache_backend: str | None = None  # None = in process; redis://... = shared by every instance
+    cache_max_entries: int = Field(default=10_000, ge=1)
+
+    @field_validator("cache_backend")
+    @classmethod
+    def _redis_only(cls, value: str | None) -> str | None:
+        if value in (None, "", "memory"):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be memory or a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class RoutingConfig(_Strict):
     strategy: Literal["latency", "least-busy", "weighted", "ordered", "cost"] = "latency"
     #: Models to try, translated as needed, when every deployment of a model failed: {gpt-4o: [claude-sonnet-4-5]}
@@ -225,6 +249,7 @@ class Settings(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     video_tasks: VideoTasksConfig = Field(default_factory=VideoTasksConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     #: Prices by model name (or search provider name), over the shipped table (yourouter/pricing/table.py).
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).

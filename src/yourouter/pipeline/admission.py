@@ -106,14 +106,20 @@ class Admission:
         return min(worst, self._ceiling)
 
     async def admit(self, request_id: str, key: ClientKey, body: bytes, max_output: int | None,
-                    routes: list[Route]) -> Ticket | None:
-        """Charges the key for the request, or raises a 429 (`insufficient_quota` for an exhausted budget)."""
+                    routes: list[Route], reserve_usd: Decimal | None = None) -> Ticket | None:
+        """Charges the key for the request, or raises a 429 (`insufficient_quota` for an exhausted budget).
+        `reserve_usd` replaces the token-priced reservation (things billed per call)."""
         if not key.limited:
             return None
         limits, budget = self.limits_of(key)
-        prompt = estimate_prompt_tokens(body)
+        prompt = estimate_prompt_tokens(body) if body else 0
         output = max_output if max_output is not None else self._default_output
-        reserve = self._reservation(routes, prompt, output) if budget is not None else Decimal(0)
+        if budget is None:
+            reserve = Decimal(0)
+        elif reserve_usd is not None:
+            reserve = min(reserve_usd, self._ceiling)
+        else:
+            reserve = self._reservation(routes, prompt, output)
         charge = Charge(key_scope(key), limits, tokens=prompt + output if limits.tpm else 0, budget=budget,
                         reserve_usd=reserve)
         try:

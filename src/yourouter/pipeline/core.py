@@ -121,6 +121,12 @@ class Call:
         return self._ir
 
 
+class Credentialed(Protocol):
+    """An inbound API family's way of finding the caller's key."""
+
+    def credentials(self, request: Request) -> str | None: ...
+
+
 class Surface(Protocol):
     """What the pipeline needs from an inbound API family."""
 
@@ -182,7 +188,7 @@ class Pipeline:
         self.admission = admission
         self.usage = usage
 
-    async def authenticate(self, request: Request, surface: Surface) -> ClientKey:
+    async def authenticate(self, request: Request, surface: Credentialed) -> ClientKey:
         token = surface.credentials(request)
         if token is None:
             raise GatewayError(401, ErrorKind.AUTHENTICATION,
@@ -231,7 +237,7 @@ class Pipeline:
         return report
 
     @staticmethod
-    def _allowed_routes(key: ClientKey, routes: list[Route], vendor: str | None, model: str) -> list[Route]:
+    def allowed_routes(key: ClientKey, routes: list[Route], vendor: str | None, model: str) -> list[Route]:
         """The deployments of a model the key may reach (its `vendors`); a 401 when it may reach none."""
         if key.all_vendors:
             return routes
@@ -283,7 +289,7 @@ class Pipeline:
                                    param="model", code="model_not_allowed")
             header = request.header(b"vendor")
             vendor = pinned or (header.decode("latin-1") if header else None)
-            candidates = self._allowed_routes(key, self.catalog.candidates(model, vendor, call.routing_operation),
+            candidates = self.allowed_routes(key, self.catalog.candidates(model, vendor, call.routing_operation),
                                               vendor, model)
             if self.admission is not None and key.limited:
                 ticket = await self.admission.admit(record.request_id, key, call.body, call.max_output, candidates)
@@ -417,7 +423,7 @@ class Pipeline:
             if not key.allows(fallback) or not self.catalog.serves(fallback):
                 continue
             try:
-                routes = self._allowed_routes(key, self.catalog.candidates(fallback, vendor, call.routing_operation),
+                routes = self.allowed_routes(key, self.catalog.candidates(fallback, vendor, call.routing_operation),
                                               vendor, fallback)
             except GatewayError:
                 continue  # the pinned (or the key's) vendors do not serve this fallback

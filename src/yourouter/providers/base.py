@@ -10,6 +10,7 @@ from yourouter.config.schema import ProviderConfig
 CHAT = "chat"
 EMBEDDINGS = "embeddings"
 COUNT_TOKENS = "count_tokens"
+SEARCH = "search"  # web search (Google Custom Search-compatible)
 VIDEO_TASKS = "video_tasks"  # Ark's content-generation tasks (create; get, list and delete by task id)
 
 

@@ -12,6 +12,7 @@ from yourouter.providers.base import Provider
 from yourouter.providers.bedrock import BedrockProvider
 from yourouter.providers.google import GoogleProvider
 from yourouter.providers.openai import OpenAIProvider
+from yourouter.providers.search import BraveProvider, GoogleSearchProvider, SearxngProvider
 
 ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
     "openai": OpenAIProvider,
@@ -20,6 +21,9 @@ ADAPTERS: dict[str, Callable[[ProviderConfig], Provider]] = {
     "azure": AzureOpenAIProvider,
     "bedrock": BedrockProvider,
     "ark": ArkProvider,
+    "google-search": GoogleSearchProvider,
+    "brave": BraveProvider,
+    "searxng": SearxngProvider,
 }
 
 

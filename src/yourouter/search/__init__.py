@@ -1,0 +1,1 @@
+"""Web search: Google Custom Search-compatible queries and answers, served by several engines."""
