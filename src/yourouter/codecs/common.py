@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from yourouter.ir.chat import ChatRequest, Document, Image, Part, Text, Unknown
+from yourouter.ir.chat import ChatRequest, Document, Image, Part, ResponseFormat, Text, Unknown
 from yourouter.ir.errors import bad_request
 
 #: `ChatRequest.extra` key listing what the source dialect had that no other dialect can carry.
@@ -116,3 +116,22 @@ def check_translatable(request: ChatRequest, target: str) -> None:
     if items:
         raise bad_request(f"These cannot be sent to a {target} model: {', '.join(items)}.",
                           code="untranslatable_content")
+
+
+def object_or_none(body: bytes) -> dict[str, Any] | None:
+    """An upstream body as a JSON object, or None when it is not one (for reading errors and usage leniently)."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def json_instruction(fmt: ResponseFormat) -> str | None:
+    """JSON mode for dialects without a response format (Anthropic, Bedrock): a system instruction."""
+    if fmt.type == "json_object":
+        return "Respond with a single JSON object and nothing else."
+    if fmt.type == "json_schema":
+        return ("Respond with a single JSON object that conforms to this JSON Schema, and nothing else:\n"
+                + orjson.dumps(fmt.schema or {}).decode())
+    return None

@@ -13,6 +13,7 @@ from yourouter.codecs.common import (
     arguments_text,
     as_dict,
     as_list,
+    json_instruction,
     optional_int,
     optional_number,
     refuse,
@@ -27,7 +28,6 @@ from yourouter.ir.chat import (
     Message,
     Part,
     Reasoning,
-    ResponseFormat,
     Text,
     Thinking,
     Tool,
@@ -246,24 +246,13 @@ def _encode_messages(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _json_instruction(fmt: ResponseFormat) -> str | None:
-    import orjson
-
-    if fmt.type == "json_object":
-        return "Respond with a single JSON object and nothing else."
-    if fmt.type == "json_schema":
-        return ("Respond with a single JSON object that conforms to this JSON Schema, and nothing else:\n"
-                + orjson.dumps(fmt.schema or {}).decode())
-    return None
-
-
 def encode_request(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.n is not None and request.n > 1:
         raise bad_request("n: Anthropic models return a single choice; n > 1 cannot be translated.", param="n",
                           code="untranslatable_parameter")
     body: dict[str, Any] = {"model": model, "messages": _encode_messages(request)}
     system = [p.text for p in request.system if p.text]
-    if request.response_format is not None and (instruction := _json_instruction(request.response_format)):
+    if request.response_format is not None and (instruction := json_instruction(request.response_format)):
         system.append(instruction)
     if system:
         body["system"] = "\n\n".join(system)

@@ -12,9 +12,7 @@ import re
 import time
 from typing import Any
 
-import orjson
-
-from yourouter.codecs.common import arguments_object, arguments_text, refuse
+from yourouter.codecs.common import arguments_object, arguments_text, json_instruction, object_or_none, refuse
 from yourouter.ir.chat import (
     ChatRequest,
     ChatResponse,
@@ -23,7 +21,6 @@ from yourouter.ir.chat import (
     FinishReason,
     Image,
     Part,
-    ResponseFormat,
     Text,
     Thinking,
     ToolCall,
@@ -155,15 +152,6 @@ def _messages(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _json_instruction(fmt: ResponseFormat) -> str | None:
-    if fmt.type == "json_object":
-        return "Respond with a single JSON object and nothing else."
-    if fmt.type == "json_schema":
-        return ("Respond with a single JSON object that conforms to this JSON Schema, and nothing else:\n"
-                + orjson.dumps(fmt.schema or {}).decode())
-    return None
-
-
 def _tool_config(request: ChatRequest, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Converse needs `toolConfig` whenever the history holds tool blocks; tools used there but no longer offered
     are declared with an open schema. `tool_choice: none` has no Converse form: it omits the tools when the
@@ -201,7 +189,7 @@ def encode_request(request: ChatRequest, model: str) -> dict[str, Any]:
     messages = _messages(request)
     body: dict[str, Any] = {"messages": messages}
     system = [p.text for p in request.system if p.text.strip()]
-    if request.response_format is not None and (instruction := _json_instruction(request.response_format)):
+    if request.response_format is not None and (instruction := json_instruction(request.response_format)):
         system.append(instruction)
     if system:
         body["system"] = [{"text": text} for text in system]
@@ -291,21 +279,12 @@ def decode_response(payload: dict[str, Any]) -> ChatResponse:
 
 
 def usage_of_response(body: bytes) -> Usage | None:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return usage_in(payload.get("usage")) if isinstance(payload, dict) else None
+    payload = object_or_none(body)
+    return usage_in(payload.get("usage")) if payload is not None else None
 
 
 def upstream_error_message(body: bytes) -> str | None:
     """Bedrock errors are `{"message": "..."}` (some services say `Message`), the type in `x-amzn-ErrorType`."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict):
-        return None
+    payload = object_or_none(body) or {}
     message = payload.get("message") or payload.get("Message")
     return str(message) if message else None
-

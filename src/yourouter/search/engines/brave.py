@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from yourouter.codecs.common import object_or_none
 from yourouter.providers.base import Provider
 from yourouter.search.engines._common import language, mime_of, plain
 from yourouter.search.query import SearchQuery
@@ -100,12 +101,6 @@ def answer(body: bytes, query: SearchQuery) -> dict[str, Any]:
 
 
 def error_message(body: bytes) -> str | None:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict):
-        return None
-    detail = error.get("detail") or error.get("code")
+    error = (object_or_none(body) or {}).get("error")
+    detail = (error.get("detail") or error.get("code")) if isinstance(error, dict) else None
     return str(detail) if detail else None

@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
-
+from yourouter.codecs.common import object_or_none
 from yourouter.providers.base import Provider
 from yourouter.search.query import SearchQuery
 
@@ -28,17 +27,13 @@ def request(query: SearchQuery, provider: Provider) -> tuple[str, dict[str, str]
 
 
 def answer(body: bytes, query: SearchQuery) -> dict[str, Any]:
-    payload = orjson.loads(body)
-    if not isinstance(payload, dict):
+    payload = object_or_none(body)
+    if payload is None:
         raise ValueError("not a JSON object")
     return payload
 
 
 def error_message(body: bytes) -> str | None:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    error = payload.get("error") if isinstance(payload, dict) else None
+    error = (object_or_none(body) or {}).get("error")
     message = error.get("message") if isinstance(error, dict) else None
     return str(message) if message else None
