@@ -30,7 +30,7 @@ def test_vendor_is_lower_cased() -> None:
 @pytest.mark.parametrize(("raw", "message"), [
     ({"providers": [PROVIDER]}, "providers[0].api_key: environment variable OPENAI_API_KEY is not set"),
     ({"providers": [{**PROVIDER, "api_key": "k", "type": "smtp"}]}, "providers.0.type"),
-    ({"providers": [{**PROVIDER, "api_key": "k", "models": []}]}, "providers.0.models"),
+    ({"providers": [{**PROVIDER, "api_key": "k", "models": []}]}, "providers.0: models: at least one model"),
     ({"providers": [{**PROVIDER, "api_key": "k"}, {**PROVIDER, "api_key": "k"}]}, "duplicate deployment name"),
     ({"database_url": "mysql://x"}, "database_url: must be a sqlite:/// or postgresql:// URL"),
     ({"surprise": 1}, "surprise: unknown key"),
