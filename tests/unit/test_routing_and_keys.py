@@ -72,3 +72,26 @@ def test_key_store_caches_and_coalesces_reads() -> None:
         assert await store.authenticate("sk-unknown") is None and repo.reads == 2  # negative cache
 
     asyncio.run(run())
+
+
+def test_breaker_counts_failures_in_the_window_and_only_the_probe_closes_it() -> None:
+    from yourouter.routing.health import BreakerPolicy, DeploymentHealth
+
+    health = DeploymentHealth(BreakerPolicy(failures=3, window_s=30, cooldown_s=10))
+    for at in (0.0, 1.0):
+        health.failed(at)
+        health.succeeded(5.0)  # successes in between do not forgive failures within the window
+    health.failed(2.0)
+    assert health.state(2.0) == "cooldown" and not health.available(2.0)
+    health.succeeded(5.0)  # a request that began before the breaker opened succeeds: still open
+    assert health.state(3.0) == "cooldown"
+    assert health.available(12.5) and health.state(12.5) == "half-open"
+    health.begin(12.5)  # the probe
+    assert not health.available(12.6)  # one probe at a time
+    health.succeeded(4.0)
+    health.end()
+    assert health.state(13.0) == "healthy" and health.available(13.0)
+    health.failed(50.0)
+    health.failed(100.0)
+    health.failed(150.0)  # three failures, but never three within 30 s
+    assert health.state(150.0) == "healthy"

@@ -482,6 +482,7 @@ class Pipeline:
                     continue
             health = self.policy.health.of(provider.name)
             health.begin(self.policy.health.now())
+            attempt_started = time.perf_counter()
             try:
                 request_cm = self.upstream.post(provider, url, body, call.passthrough_headers if same else None)
                 async with asyncio.timeout(provider.config.first_byte_timeout_s):  # no extra task, unlike wait_for
@@ -493,7 +494,7 @@ class Pipeline:
                         tried[provider.name] = error.retry_after
                         errors.append(error)
                         continue
-                    health.succeeded((time.perf_counter() - started) * 1000)
+                    health.succeeded((time.perf_counter() - attempt_started) * 1000)  # this attempt's own TTFB
                     streaming = call.stream and response.content_type == stream_content_type(provider.dialect)
                     if same and streaming:
                         await relay_stream(send, response, headers, record, started,

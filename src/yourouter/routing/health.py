@@ -51,9 +51,13 @@ class DeploymentHealth:
         return len(self.requests)
 
     def succeeded(self, ttfb_ms: float | None) -> None:
-        self.failures.clear()
-        self.cooldown_until = 0.0
-        self.probing = False
+        """Only the half-open probe closes the breaker: a request that began before the breaker opened and
+        succeeds while it is open proves nothing. Successes do not forgive failures either: those count within
+        the window (`failures` within `window_s` open the breaker, whatever succeeded in between)."""
+        if self.probing:
+            self.failures.clear()
+            self.cooldown_until = 0.0
+            self.probing = False
         if ttfb_ms is not None:
             self.ttfb_ewma_ms = ttfb_ms if self.ttfb_ewma_ms is None else 0.8 * self.ttfb_ewma_ms + 0.2 * ttfb_ms
 
