@@ -1,11 +1,12 @@
 """All simulators behind one port, as `yourouter simulate` serves them: OpenAI (`/v1/chat/completions`,
 `/v1/embeddings`, `/v1/models`), Anthropic (`/v1/messages`, and `/v1/models` when `anthropic-version` is sent),
-Gemini (`/{version}/.../models/{model}:method`), Bedrock (`/model/{modelId}/converse[-stream]`) and Ark video
-tasks (`/api/v3/contents/generations/tasks[/{id}]`).
+Gemini (`/{version}/.../models/{model}:method`), Bedrock (`/model/{modelId}/converse[-stream]`), Ark video
+tasks (`/api/v3/contents/generations/tasks[/{id}]`), and web search: Google Custom Search (`/customsearch/v1[...]`),
+Brave (`/res/v1/web/search`, `/res/v1/images/search`) and SearXNG (`/search`).
 
 Control endpoints (`/_sim/faults`, `/_sim/requests`): POST and DELETE go to every simulator; GET lists each
-simulator's state under its name. `/_sim/{openai,anthropic,gemini,bedrock,ark}/...` address one (Ark's callback
-log: `/_sim/ark/callbacks`).
+simulator's state under its name. `/_sim/{openai,anthropic,gemini,bedrock,ark,google-search,brave,searxng}/...`
+address one (Ark's callback log: `/_sim/ark/callbacks`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from yourouter.simulators.anthropic import create_app as create_anthropic
 from yourouter.simulators.ark import TASKS_PATH, ArkSettings
 from yourouter.simulators.ark import create_app as create_ark
 from yourouter.simulators.bedrock import create_app as create_bedrock
+from yourouter.simulators.brave import create_app as create_brave
 from yourouter.simulators.gemini import create_app as create_gemini
+from yourouter.simulators.google_search import create_app as create_google_search
 from yourouter.simulators.openai import SimulatorSettings
 from yourouter.simulators.openai import create_app as create_openai
+from yourouter.simulators.searxng import create_app as create_searxng
 
 _GEMINI_METHODS = (":generateContent", ":streamGenerateContent", ":countTokens", ":embedContent",
                    ":batchEmbedContents", ":predict")
@@ -34,10 +38,18 @@ class CombinedSimulator:
     def __init__(self, settings: SimulatorSettings, ark: ArkSettings | None = None) -> None:
         self.apps: dict[str, ASGIApp] = {"openai": create_openai(settings), "anthropic": create_anthropic(settings),
                                          "gemini": create_gemini(settings), "bedrock": create_bedrock(settings),
-                                         "ark": create_ark(settings, ark)}
+                                         "ark": create_ark(settings, ark),
+                                         "google-search": create_google_search(settings),
+                                         "brave": create_brave(settings), "searxng": create_searxng(settings)}
 
     def _pick(self, scope: Scope) -> ASGIApp:
         path: str = scope["path"]
+        if path.startswith("/customsearch/"):
+            return self.apps["google-search"]
+        if path.startswith("/res/v1/"):
+            return self.apps["brave"]
+        if path.rstrip("/") == "/search":
+            return self.apps["searxng"]
         if path.startswith("/model/"):
             return self.apps["bedrock"]
         if path.startswith(TASKS_PATH):
