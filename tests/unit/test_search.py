@@ -25,7 +25,7 @@ def _provider(kind: str, **extra: object) -> object:
 
 @pytest.mark.parametrize(("params", "param"), [
     ({}, "q"), ({"q": " "}, "q"), ({"q": "x", "num": "11"}, "num"), ({"q": "x", "num": "0"}, "num"),
-    ({"q": "x", "start": "0"}, "start"), ({"q": "x", "start": "91", "num": "10"}, "start"),
+    ({"q": "x", "start": "-1"}, "start"), ({"q": "x", "start": "92", "num": "10"}, "start"),
     ({"q": "x", "num": "ten"}, "num"), ({"q": "x", "safe": "strict"}, "safe"),
     ({"q": "x", "dateRestrict": "d"}, "dateRestrict"), ({"q": "x", "searchType": "video"}, "searchType"),
     ({"q": "x", "colour": "red"}, "colour")])
@@ -90,12 +90,12 @@ def test_brave_and_searxng_answers_become_googles_shape() -> None:
     assert paged["queries"]["previousPage"][0]["startIndex"] == 1
 
 
-def test_render_never_offers_a_page_past_the_hundredth_result() -> None:
+def test_render_offers_pages_up_to_the_hundredth_result() -> None:
     items = tuple(SearchItem(title=f"t{i}", link=f"https://e/{i}") for i in range(10))
-    answer = render_google(SearchResult(items=items, total=5000), parse_query({"q": "x", "start": "71", "num": "10"}))
-    assert answer["queries"]["nextPage"][0]["startIndex"] == 81
-    last = render_google(SearchResult(items=items, total=5000), parse_query({"q": "x", "start": "81", "num": "10"}))
-    assert "nextPage" not in last["queries"]  # start 91 + num 10 would pass the 100th result
+    answer = render_google(SearchResult(items=items, total=5000), parse_query({"q": "x", "start": "81", "num": "10"}))
+    assert answer["queries"]["nextPage"][0]["startIndex"] == 91  # results 91-100 may still be asked for
+    last = render_google(SearchResult(items=items, total=5000), parse_query({"q": "x", "start": "91", "num": "10"}))
+    assert "nextPage" not in last["queries"] and parse_query({"q": "x", "start": "0"}).start == 1
 
 
 def test_memory_cache_expires_and_evicts() -> None:

@@ -124,11 +124,12 @@ def parse_query(params: dict[str, str]) -> SearchQuery:
     start = _int(params, "start", 1)
     if not 1 <= num <= 10:
         raise invalid(f"Invalid value '{num}'. Values must be within the range: [1, 10]", "num")
-    if start < 1:
+    if start < 0:
         raise invalid(f"Invalid value '{start}'. Values must be greater than or equal to 1.", "start")
-    if start + num > 100:  # as Google documents it: the API returns at most 100 results
+    start = max(start, 1)  # Google takes start=0 as 1
+    if start + num - 1 > 100:  # the API never returns results beyond the 100th
         raise invalid("Request contains an invalid argument: the API returns at most 100 results "
-                      f"(start {start} + num {num} goes beyond).", "start")
+                      f"(results {start} to {start + num - 1} were asked for).", "start")
     for name, allowed in _ENUMS.items():
         value = params.get(name)
         if value is not None and value not in allowed:

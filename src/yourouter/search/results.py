@@ -106,7 +106,7 @@ def render_google(result: SearchResult, query: SearchQuery) -> dict[str, Any]:
     total = max(result.total, query.start - 1 + len(items))
     queries: dict[str, Any] = {"request": [_query_object(query, total, query.num, query.start)]}
     next_start = query.start + query.num
-    if items and next_start <= total and next_start + query.num <= 100:
+    if items and next_start <= min(total, 100):  # as Google offers it (asking for it may still be refused)
         queries["nextPage"] = [_query_object(query, total, query.num, next_start)]
     if query.start > 1:
         queries["previousPage"] = [_query_object(query, total, query.num, max(1, query.start - query.num))]
