@@ -29,9 +29,11 @@ from yourouter.providers.registry import build_provider
 from yourouter.routing.catalog import Catalog
 from yourouter.routing.health import BreakerPolicy, HealthBoard
 from yourouter.routing.policy import RoutingPolicy
+from yourouter.routing.shared import SharedCooldowns
 from yourouter.search.cache import build_cache
 from yourouter.search.service import SearchService
 from yourouter.storage.db import create_engine, migrate
+from yourouter.storage.reports import UsageReport
 from yourouter.storage.repositories import KeyRepository, LedgerSpend, UsageRepository
 from yourouter.storage.video_tasks import VideoTaskRepository
 from yourouter.surfaces.admin import AdminRoutes
@@ -63,7 +65,9 @@ class Gateway:
         routing = settings.routing
         breaker = BreakerPolicy(failures=routing.cooldown_failures, window_s=routing.cooldown_window_s,
                                 cooldown_s=routing.cooldown_s)
-        self.health_board = HealthBoard(breaker)
+        self.shared_cooldowns = (SharedCooldowns(settings.redis_url, [p.name for p in self.providers])
+                                 if settings.redis_url else None)
+        self.health_board = HealthBoard(breaker, listener=self.shared_cooldowns)
         self.prices = PriceBook.from_config(settings.prices)
         self.policy = RoutingPolicy(self.health_board, routing.strategy, routing.retry_backoff_s,
                                     routing.max_retry_wait_s, prices=self.prices)
@@ -87,7 +91,8 @@ class Gateway:
                                  admission=self.admission, usage=self.usage)
         self.router = PathRouter()
         self.router.add("GET", "/health", self.health)
-        self.metrics = Metrics(self.ledger, self.health_board, [p.name for p in self.providers])
+        self.metrics = Metrics(self.ledger, self.health_board, [p.name for p in self.providers], self.admission,
+                               self.shared_cooldowns)
         self.router.add("GET", "/metrics", self.serve_metrics)
         anthropic_routes = AnthropicRoutes(self.pipeline, self.catalog)
         gemini_routes = GeminiRoutes(self.pipeline, self.catalog)
@@ -109,7 +114,8 @@ class Gateway:
         self._pipeline_handlers = {openai_routes.chat_completions, openai_routes.embeddings,
                                    anthropic_routes.messages, anthropic_routes.count_tokens, gemini_routes.dispatch,
                                    ark_routes.create, search_routes.search}
-        AdminRoutes(self.keys, settings.master_key, self.catalog, self.policy).mount(self.router)
+        AdminRoutes(self.keys, settings.master_key, self.catalog, self.policy,
+                    UsageReport(self.engine)).mount(self.router)
         self._demo_upstream = _demo_upstream() if settings.demo else None
         self.ready = False
 
@@ -129,6 +135,8 @@ class Gateway:
             self.access_log.start()
         if any(p.supports(VIDEO_TASKS) for p in self.providers):
             self.video_tasks.start()
+        if self.shared_cooldowns is not None:
+            self.shared_cooldowns.start(self.health_board)
         self.ready = True
 
     async def shutdown(self) -> None:
@@ -139,6 +147,8 @@ class Gateway:
             await self.access_log.close()
         await self.upstream.close()
         await self.limit_backend.close()
+        if self.shared_cooldowns is not None:
+            await self.shared_cooldowns.close()
         if self.search_cache is not None:
             await self.search_cache.close()
         await self.images.close()

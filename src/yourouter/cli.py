@@ -1,4 +1,4 @@
-"""The `yourouter` command: serve, check-config, keys, simulate."""
+"""The `yourouter` command: serve, check-config, keys, usage, routes, simulate."""
 
 from __future__ import annotations
 
@@ -340,6 +340,76 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `ke
         err.print(f"[red]error:[/red] no key with id {key_id}", highlight=False)
         raise typer.Exit(1)
     console.print(f"revoked {record.id} ({record.name})", highlight=False)
+
+
+@app.command()
+def usage(
+    key: Annotated[str | None, typer.Option(help="Only this key (by name).")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model (as clients named it).")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Only this vendor.")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Only this endpoint (e.g. chat.completions).")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO date or time, UTC unless it has an offset.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO date or time (exclusive).")] = None,
+    group_by: Annotated[str | None, typer.Option(help="day (UTC), model, key, vendor or endpoint.")] = None,
+    output: Annotated[str, typer.Option("--format", help="table, json (as GET /admin/usage) or csv (one line per "
+                                                         "group, no totals line).")] = "table",
+    config: ConfigOption = None,
+) -> None:
+    """Report usage from the ledger: requests, tokens, cost and errors, in total and per group."""
+    from decimal import Decimal
+
+    from yourouter.storage.db import create_engine, migrate
+    from yourouter.storage.reports import UsageQuery, UsageQueryError, UsageReport, UsageSummary, UsageTotals
+
+    if output not in ("table", "json", "csv"):
+        err.print(f"[red]error:[/red] --format must be table, json or csv, not {output!r}", highlight=False)
+        raise typer.Exit(2)
+    options = {"key": key, "model": model, "vendor": vendor, "endpoint": endpoint, "since": since, "until": until,
+               "group_by": group_by}
+    try:
+        query = UsageQuery.parse({name: value for name, value in options.items() if value is not None})
+    except UsageQueryError as exc:
+        err.print(f"[red]error:[/red] --{exc.param.replace('_', '-')}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    settings = _settings(config)
+
+    async def run() -> UsageSummary:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            return await UsageReport(engine).summarize(query)
+        finally:
+            await engine.dispose()
+
+    summary = asyncio.run(run())
+    if output == "json":
+        sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")
+        return
+
+    def cells(totals: UsageTotals) -> list[str]:
+        cost = f"{totals.cost_usd.quantize(Decimal('1e-9')):f}"
+        return [str(totals.requests), str(totals.prompt_tokens), str(totals.completion_tokens),
+                str(totals.cached_tokens), cost, str(totals.errors)]
+
+    measures = ["requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors"]
+    if output == "csv":  # data only: the groups' lines add up to the totals, so no totals line
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([group_by, *measures] if group_by else measures)
+        for row in summary.rows:
+            writer.writerow([row.group or "", *cells(row.totals)])
+        if not group_by:
+            writer.writerow(cells(summary.totals))
+        return
+    window = f"{query.since.isoformat() if query.since else 'the start'} to " \
+             f"{query.until.isoformat() if query.until else 'now'}"
+    table = Table(*([group_by] if group_by else []), *(name.replace("_", " ") for name in measures),
+                  title=f"Usage from {window}")
+    for index, row in enumerate(summary.rows):
+        table.add_row(row.group or "(none)", *cells(row.totals), end_section=index == len(summary.rows) - 1)
+    table.add_row(*(["total"] if group_by else []), *cells(summary.totals), style="bold")
+    console.print(table)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,45 @@ def redis_url() -> str:
     except Exception as exc:  # not installed, unreachable, refused auth, ...
         unavailable(f"Redis at {url} is not usable: {type(exc).__name__}: {exc}")
     return url
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port (no persistence), to stop and start again; skips (or fails,
+    when services are required) where redis-server is not installed."""
+
+    def __init__(self, directory: str) -> None:
+        import shutil
+        import socket
+
+        server = shutil.which("redis-server")
+        if server is None:
+            unavailable("redis-server is not installed")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self._command = [str(server), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no", "--dir", directory]
+        self._process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        self._process.kill()
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(10)

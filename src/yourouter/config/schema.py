@@ -241,19 +241,39 @@ class Settings(_Strict):
     keys: list[StaticKey] = Field(default_factory=list)
     providers: list[ProviderConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
-    key_cache_ttl_s: float = Field(default=10.0, ge=0)
+    key_cache_ttl_s: float = Field(default=3.0, ge=0)  # how soon a key change made elsewhere applies here
     log_requests: bool = True
     max_attempts: int = Field(default=3, ge=1)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    #: Shared state for many workers or instances: the default limits backend and search cache, and where
+    #: deployment cooldowns are shared (`redis://host:6379/0`).
+    redis_url: str | None = None
     video_tasks: VideoTasksConfig = Field(default_factory=VideoTasksConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     #: Prices by model name (or search provider name), over the shipped table (yourouter/pricing/table.py).
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     #: Serve the built-in OpenAI simulator under /_demo/upstream (what `yourouter serve --demo` wires to).
     demo: bool = False
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _shared_defaults(self) -> Settings:
+        """`redis_url` is the default for the mechanisms that can share state and were not given their own."""
+        if self.redis_url:
+            if "backend" not in self.limits.model_fields_set:
+                object.__setattr__(self, "limits", self.limits.model_copy(update={"backend": self.redis_url}))
+            if "cache_backend" not in self.search.model_fields_set:
+                object.__setattr__(self, "search", self.search.model_copy(update={"cache_backend": self.redis_url}))
+        return self
 
     @field_validator("database_url")
     @classmethod

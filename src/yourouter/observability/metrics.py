@@ -18,10 +18,13 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 class GatewayCollector:
     """A custom collector (prometheus-client calls `collect` at scrape time)."""
 
-    def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str]) -> None:
+    def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str], admission: Any = None,
+                 shared: Any = None) -> None:
         self._ledger = ledger
         self._health = health
         self._deployments = deployments
+        self._admission = admission
+        self._shared = shared
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         ledger = self._ledger
@@ -45,12 +48,21 @@ class GatewayCollector:
             cooling.add_metric([name], 1.0 if health.cooldown_until > now else 0.0)
         yield in_flight
         yield cooling
+        if self._admission is not None:
+            yield GaugeMetricFamily("yourouter_limits_backend_up", "0 while the limits backend is unreachable.",
+                                    value=1.0 if self._admission.backend_up else 0.0)
+            yield CounterMetricFamily("yourouter_limits_backend_errors", "Limit checks the backend could not "
+                                      "answer.", value=self._admission.backend_errors)
+        if self._shared is not None:
+            yield GaugeMetricFamily("yourouter_shared_health_up", "0 while shared cooldowns (Redis) are "
+                                    "unreachable.", value=1.0 if self._shared.up else 0.0)
 
 
 class Metrics:
-    def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str]) -> None:
+    def __init__(self, ledger: UsageLedger, health: HealthBoard, deployments: list[str], admission: Any = None,
+                 shared: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(cast(Any, GatewayCollector(ledger, health, deployments)))
+        self.registry.register(cast(Any, GatewayCollector(ledger, health, deployments, admission, shared)))
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -9,6 +9,7 @@ real cost (0 for errors and zero-completion answers). Keys without limits or bud
 
 from __future__ import annotations
 
+import logging
 import re
 from decimal import Decimal
 
@@ -29,6 +30,7 @@ from yourouter.pricing import PriceBook
 from yourouter.providers.base import Provider
 from yourouter.routing.catalog import Route
 
+log = logging.getLogger("yourouter.limits")
 _BASE64 = re.compile(rb"base64,([A-Za-z0-9+/=]+)")
 _MEDIA_TOKENS = 1000  # an inline image or file, whatever its byte size
 _KIND_TEXT = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}
@@ -83,6 +85,25 @@ class Admission:
         self._default_output = default_max_output_tokens
         self._fail_open = fail_open
         self._limits: dict[str, tuple[Limits, Budget | None]] = {}
+        self.backend_up = True
+        self.backend_errors = 0
+
+    def _unavailable(self, exc: Exception) -> GatewayError | None:
+        """A backend failure: logged once when it starts, counted; refused (fail closed) unless `fail_open`."""
+        self.backend_errors += 1
+        if self.backend_up:
+            log.error("limits backend unreachable (%s): limited keys are %s until it answers", exc,
+                      "let through unchecked" if self._fail_open else "refused")
+        self.backend_up = False
+        if self._fail_open:
+            return None
+        return GatewayError(500, ErrorKind.GATEWAY, "The gateway could not check this key's limits (backend "
+                            "unreachable).", code="limits_unavailable")
+
+    def _available(self) -> None:
+        if not self.backend_up:
+            log.warning("limits backend reachable again")
+            self.backend_up = True
 
     def limits_of(self, key: ClientKey) -> tuple[Limits, Budget | None]:
         """The key's limits as the engine takes them (memoised: keys are immutable snapshots)."""
@@ -123,14 +144,17 @@ class Admission:
         charge = Charge(key_scope(key), limits, tokens=prompt + output if limits.tpm else 0, budget=budget,
                         reserve_usd=reserve)
         try:
-            return await self.backend.admit(request_id, (charge,))
+            ticket = await self.backend.admit(request_id, (charge,))
         except LimitExceeded as refused:
+            self._available()
             raise _refusal(refused, key) from None
         except LimitBackendUnavailable as exc:
-            if self._fail_open:
+            error = self._unavailable(exc)
+            if error is None:
                 return None
-            raise GatewayError(500, ErrorKind.GATEWAY, f"The gateway could not check this key's limits ({exc}).",
-                               code="limits_unavailable") from None
+            raise error from None
+        self._available()
+        return ticket
 
     @staticmethod
     def deployment_limited(provider: Provider) -> bool:
@@ -153,10 +177,10 @@ class Admission:
                                f"{_KIND_TEXT.get(refused.kind, refused.kind)} limit.",
                                code="rate_limit_exceeded", retry_after=retry) from None
         except LimitBackendUnavailable as exc:
-            if self._fail_open:
+            error = self._unavailable(exc)
+            if error is None:
                 return None
-            raise GatewayError(500, ErrorKind.GATEWAY, f"The gateway could not check deployment limits ({exc}).",
-                               code="limits_unavailable") from None
+            raise error from None
 
     async def settle(self, ticket: Ticket, tokens: int, cost: Decimal) -> None:
         await self.backend.settle(ticket, tokens, cost)

@@ -1,4 +1,4 @@
-"""The admin API under `/admin`, guarded by the master key: key management."""
+"""The admin API under `/admin`, guarded by the master key: key management, routes and usage reports."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from yourouter.config.schema import KeyAttributes
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
 from yourouter.routing.catalog import Catalog
 from yourouter.routing.policy import RoutingPolicy
+from yourouter.storage.reports import UsageQuery, UsageQueryError, UsageReport
 from yourouter.storage.repositories import StoredKey
 
 _ADMIN_BODY_LIMIT = 64 * 1024
@@ -80,11 +81,12 @@ def routes_view(catalog: Catalog, policy: RoutingPolicy | None) -> dict[str, Any
 
 class AdminRoutes:
     def __init__(self, keys: KeyStore, master_key: str | None, catalog: Catalog | None = None,
-                 policy: RoutingPolicy | None = None) -> None:
+                 policy: RoutingPolicy | None = None, usage: UsageReport | None = None) -> None:
         self._keys = keys
         self._master_key = master_key
         self._catalog = catalog
         self._policy = policy
+        self._usage = usage
 
     def mount(self, router: PathRouter) -> None:
         router.add("GET", "/admin/keys", self._guarded(self.list_keys))
@@ -94,6 +96,8 @@ class AdminRoutes:
         router.add("POST", "/admin/keys/{key_id}/rotate", self._guarded(self.rotate_key))
         router.add("DELETE", "/admin/keys/{key_id}", self._guarded(self.revoke_key))
         router.add("GET", "/admin/routes", self._guarded(self.list_routes))
+        if self._usage is not None:
+            router.add("GET", "/admin/usage", self._guarded(self.usage_report))
 
     def _guarded(self, handler: Any) -> Any:
         async def guarded(request: Request, send: Send) -> None:
@@ -113,6 +117,18 @@ class AdminRoutes:
     async def list_routes(self, request: Request, send: Send) -> None:
         assert self._catalog is not None
         await send_json(send, 200, routes_view(self._catalog, self._policy))
+
+    async def usage_report(self, request: Request, send: Send) -> None:
+        assert self._usage is not None
+        params = request.query_lists
+        for name, values in params.items():
+            if len(values) > 1:
+                raise bad_request(f"{name} is given more than once.", param=name)
+        try:
+            query = UsageQuery.parse({name: values[0] for name, values in params.items()})
+        except UsageQueryError as exc:
+            raise bad_request(str(exc), param=exc.param) from None
+        await send_json(send, 200, (await self._usage.summarize(query)).as_dict())
 
     async def list_keys(self, request: Request, send: Send) -> None:
         records = await self._keys.all()
