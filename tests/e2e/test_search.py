@@ -157,3 +157,19 @@ def test_billing_of_results_empty_and_failed_queries(search: GatewayHandle) -> N
     assert costs == [pytest.approx(0.005), 0.0, 0.0]
     spent = [_get(search, {"q": f"budget {i}", "key": BUDGET_KEY}).status for i in range(4)]
     assert spent[:2] == [200, 200] and spent[-1] == 429  # 0.012 USD buys two 0.005 queries, not a third
+
+
+def test_a_redis_cache_is_shared_by_two_instances(engines: dict[str, str], tmp_path: Path) -> None:
+    import secrets
+
+    from tests.support.services import redis_url
+
+    config = _config(engines, f"sqlite:///{tmp_path / 'shared-cache.db'}", cache_ttl=60)
+    config["search"]["cache_backend"] = redis_url()
+    query = {"q": f"shared cache {secrets.token_hex(4)}", "num": 2, "key": KEY}  # fresh: no earlier run's entry
+    settings = settings_from_mapping(config, env={})
+    with start_gateway(settings, sims=engines) as one, start_gateway(settings, sims=engines) as other:
+        first = _get(one, query)
+        second = _get(other, query)
+        assert (first.headers["x-yourouter-cache"], second.headers["x-yourouter-cache"]) == ("miss", "hit")
+        assert second.json() == first.json()
