@@ -404,8 +404,9 @@ def usage(
         return
     window = f"{query.since.isoformat() if query.since else 'the start'} to " \
              f"{query.until.isoformat() if query.until else 'now'}"
-    table = Table(*([group_by] if group_by else []), *(name.replace("_", " ") for name in measures),
-                  title=f"Usage from {window}")
+    table = Table(*([group_by] if group_by else []), title=f"Usage from {window}")
+    for name in measures:
+        table.add_column(name.replace("_", " "), justify="right")
     for index, row in enumerate(summary.rows):
         table.add_row(row.group or "(none)", *cells(row.totals), end_section=index == len(summary.rows) - 1)
     table.add_row(*(["total"] if group_by else []), *cells(summary.totals), style="bold")

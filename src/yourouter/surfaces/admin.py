@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from pydantic import BaseModel, Field, ValidationError
@@ -120,12 +121,14 @@ class AdminRoutes:
 
     async def usage_report(self, request: Request, send: Send) -> None:
         assert self._usage is not None
-        params = request.query_lists
-        for name, values in params.items():
-            if len(values) > 1:
+        params: dict[str, str] = {}
+        # blanks kept: `?key=` is an error, not a silent "every key"
+        for name, value in parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+            if name in params:
                 raise bad_request(f"{name} is given more than once.", param=name)
+            params[name] = value
         try:
-            query = UsageQuery.parse({name: values[0] for name, values in params.items()})
+            query = UsageQuery.parse(params)
         except UsageQueryError as exc:
             raise bad_request(str(exc), param=exc.param) from None
         await send_json(send, 200, (await self._usage.summarize(query)).as_dict())
