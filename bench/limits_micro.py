@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""The limit engine alone: what one admit + settle costs, in process and through Redis, without HTTP.
+
+    .venv/bin/python bench/limits_micro.py --config CONFIG.yaml --key limited [--redis redis://127.0.0.1:6379/0]
+                                           [--iterations 5000] [--json out.json]
+
+Run by `bench/limits.py` (with the venv it measures, pinned with taskset to the gateway's CPU) on the same config
+the gateways get, so the figures read against the end-to-end ones. For each backend, sequentially (one call in
+flight, on uvloop), after a warm-up:
+
+  engine          backend.admit(one Charge) then backend.settle(ticket, tokens, cost): the engine's own cost
+  admission       Admission.admit(request id, key, body, max_output, routes) + Admission.settle + rate_headers:
+                  what the pipeline calls for a limited key (token estimate, Decimal reservation from the price
+                  book, the Charge, the engine, the x-ratelimit-* headers)
+  free            Admission.admit for a key without limits (returns None: the free key's whole cost)
+  ping (Redis)    one PING through the same redis-py client: the floor of a round trip (redis-py + loopback)
+  server (Redis)  Redis's own time executing EVALSHA per call (INFO commandstats before/after; shared Redis:
+                  other clients' scripts during the loop would count too)
+
+and, for Redis, the same admission cycle with --concurrency loops at once: throughput and this process's CPU per
+cycle (the gateway CPU a cycle costs when requests overlap, as at c=10/50).
+
+For Redis the same measurements are repeated (unless --no-alternatives) with the product's `RedisLimitBackend`
+over two other clients, to size what the client costs (nothing here changes the product):
+
+  redis-nowait    redis-py with a plain `ConnectionPool` and no socket timeouts (the product uses a
+                  `BlockingConnectionPool` with `socket_timeout`: on Python 3.11 every send then goes through
+                  `asyncio.wait_for`, a new Task per command, and every pool checkout through a Condition + timeout)
+  redis-lean      `LeanRedis` below: a ~60-line prototype RESP client (one connection, requests pipelined with a
+                  FIFO of futures, hiredis parsing, EVALSHA with SCRIPT LOAD on NOSCRIPT; no timeouts, no
+                  reconnection: a sizing prototype, not production code)
+
+Each call is timed with perf_counter_ns around its await; figures are median / p90 / p99 in microseconds, and CPU
+per cycle (time.process_time over the loop / cycles). --rounds passes over the clients, in an order rotating by one
+every pass; every figure is the median over the passes. Redis keys live under a prefix unique to the run
+(`yr-bench-micro-<pid>-<time>:`) and are deleted at the end. Prints (and with --json writes) a JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections import deque
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from yourouter.auth.keys import KeyStore
+from yourouter.config import load_settings
+from yourouter.limits import Charge, MemoryLimitBackend
+from yourouter.pipeline.admission import Admission, key_scope, rate_headers
+from yourouter.pricing import PriceBook
+from yourouter.providers.base import CHAT
+from yourouter.providers.registry import build_provider
+from yourouter.routing.catalog import Catalog
+
+BODY = b'{"model":"m","messages":[{"role":"user","content":"limits-bench 0000000"}]}'
+TOKENS, COST = 32, Decimal("0.00023")  # the mock's usage (12 + 20 tokens) at the config's price
+
+
+class _LeanProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        import hiredis
+
+        self.reader = hiredis.Reader(encoding="utf-8")
+        self.waiters: deque[asyncio.Future] = deque()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                if isinstance(reply, Exception):
+                    fut.set_exception(reply)
+                else:
+                    fut.set_result(reply)
+
+    def connection_lost(self, exc) -> None:  # type: ignore[no-untyped-def]
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection lost"))
+
+
+class _LeanScript:
+    def __init__(self, client: LeanRedis, script: str) -> None:
+        self.client, self.script = client, script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()
+
+    async def __call__(self, keys=(), args=()):  # type: ignore[no-untyped-def]
+        try:
+            return await self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except Exception as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self.client.execute("SCRIPT", "LOAD", self.script)
+            return await self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+class LeanRedis:
+    """Just what RedisLimitBackend calls (register_script, aclose), plus ping; one pipelined connection."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.proto: _LeanProtocol | None = None
+
+    async def connect(self) -> LeanRedis:
+        _, self.proto = await asyncio.get_running_loop().create_connection(_LeanProtocol, self.host, self.port)
+        return self
+
+    def execute(self, *args) -> asyncio.Future:  # type: ignore[no-untyped-def]
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            parts.append(b"$%d\r\n%b\r\n" % (len(b), b))
+        proto = self.proto
+        assert proto is not None and proto.transport is not None
+        proto.transport.write(b"".join(parts))
+        fut = asyncio.get_running_loop().create_future()
+        proto.waiters.append(fut)
+        return fut
+
+    def register_script(self, script: str) -> _LeanScript:
+        return _LeanScript(self, script)
+
+    async def ping(self):  # type: ignore[no-untyped-def]
+        return await self.execute("PING")
+
+    async def delete(self, *names):  # type: ignore[no-untyped-def]
+        return await self.execute("DEL", *names)
+
+    async def aclose(self) -> None:
+        if self.proto is not None and self.proto.transport is not None:
+            self.proto.transport.close()
+
+
+class ZeroSpend:
+    async def committed_spend(self, scope, since):  # type: ignore[no-untyped-def]
+        return Decimal(0)
+
+
+def summary(ns: list[int]) -> dict[str, float]:
+    xs = sorted(ns)
+    n = len(xs)
+
+    def q(p: float) -> float:
+        return xs[min(n - 1, int(p * n))] / 1000
+
+    return {"n": n, "p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "mean_us": statistics.fmean(xs) / 1000}
+
+
+async def cycle_engine(backend, charge: Charge, rid: str, t: dict[str, list[int]]) -> None:  # type: ignore[no-untyped-def]
+    a = time.perf_counter_ns()
+    ticket = await backend.admit(rid, (charge,))
+    b = time.perf_counter_ns()
+    await backend.settle(ticket, TOKENS, COST)
+    c = time.perf_counter_ns()
+    t["admit"].append(b - a)
+    t["settle"].append(c - b)
+    t["cycle"].append(c - a)
+
+
+async def cycle_admission(admission: Admission, key, routes, rid: str, t: dict[str, list[int]]) -> None:  # type: ignore[no-untyped-def]
+    a = time.perf_counter_ns()
+    ticket = await admission.admit(rid, key, BODY, None, routes)
+    assert ticket is not None
+    rate_headers(ticket.states.get(key_scope(key)))
+    b = time.perf_counter_ns()
+    await admission.settle(ticket, TOKENS, COST)
+    c = time.perf_counter_ns()
+    t["admit"].append(b - a)
+    t["settle"].append(c - b)
+    t["cycle"].append(c - a)
+
+
+def new_timings() -> dict[str, list[int]]:
+    return {"admit": [], "settle": [], "cycle": []}
+
+
+async def measure(name: str, backend, admission: Admission, key, free_key, routes,  # type: ignore[no-untyped-def]
+                  iterations: int, warmup: int, concurrency: int, redis_client=None,  # type: ignore[no-untyped-def]
+                  server_stats=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    out: dict[str, object] = {}
+    limits, budget = admission.limits_of(key)
+    reserve = admission._reservation(routes, len(BODY) // 4 + 1, 4096)  # what Admission.admit reserves
+    charge = Charge(key_scope(key), limits, tokens=len(BODY) // 4 + 1 + 4096, budget=budget, reserve_usd=reserve)
+    seq = 0
+
+    def rid() -> str:
+        nonlocal seq
+        seq += 1
+        return f"{name}-{seq}"
+
+    for label, run in (("engine", lambda t: cycle_engine(backend, charge, rid(), t)),
+                       ("admission", lambda t: cycle_admission(admission, key, routes, rid(), t))):
+        scratch = new_timings()
+        for _ in range(warmup):
+            await run(scratch)
+        t = new_timings()
+        server0 = server_stats() if server_stats else None
+        cpu0 = time.process_time()
+        wall0 = time.perf_counter()
+        for _ in range(iterations):
+            await run(t)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        out[label] = {k: summary(v) for k, v in t.items()} | {
+            "cpu_us_per_cycle": cpu / iterations * 1e6, "wall_us_per_cycle": wall / iterations * 1e6}
+        if server0 is not None:
+            calls, usec = (b - a for a, b in zip(server0, server_stats(), strict=True))
+            # Redis's own time executing EVALSHA (INFO commandstats; other clients' scripts count too if any run)
+            out[label]["server_evalsha_calls_per_cycle"] = calls / iterations
+            out[label]["server_us_per_evalsha"] = usec / calls if calls else float("nan")
+
+    if server_stats is not None:  # Redis's time for the admission script alone, then the settlement script alone
+        n = min(iterations, 1000)
+        s0 = server_stats()
+        tickets = [await backend.admit(rid(), (charge,)) for _ in range(n)]
+        s1 = server_stats()
+        for ticket in tickets:
+            await backend.settle(ticket, TOKENS, COST)
+        s2 = server_stats()
+        engine = out["engine"]
+        assert isinstance(engine, dict)
+        engine["server_us_admit"] = (s1[1] - s0[1]) / max(1, s1[0] - s0[0])
+        engine["server_us_settle"] = (s2[1] - s1[1]) / max(1, s2[0] - s1[0])
+
+    t = {"admit": []}
+    for _ in range(warmup):
+        await admission.admit(rid(), free_key, BODY, None, routes)
+    for _ in range(iterations):
+        a = time.perf_counter_ns()
+        await admission.admit(rid(), free_key, BODY, None, routes)
+        t["admit"].append(time.perf_counter_ns() - a)
+    out["free"] = {"admit": summary(t["admit"])}
+
+    if redis_client is not None:
+        pings: list[int] = []
+        for _ in range(warmup):
+            await redis_client.ping()
+        for _ in range(iterations):
+            a = time.perf_counter_ns()
+            await redis_client.ping()
+            pings.append(time.perf_counter_ns() - a)
+        out["ping"] = summary(pings)
+
+    if concurrency > 1:
+        per_loop = max(1, iterations // concurrency)
+        t = new_timings()
+
+        async def loop() -> None:
+            for _ in range(per_loop):
+                await cycle_admission(admission, key, routes, rid(), t)
+
+        await asyncio.gather(*(loop() for _ in range(concurrency)))  # warm-up of the pool's connections
+        t = new_timings()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        cycles = per_loop * concurrency
+        out[f"admission_c{concurrency}"] = {k: summary(v) for k, v in t.items()} | {
+            "cycles_per_s": cycles / wall, "cpu_us_per_cycle": cpu / cycles * 1e6}
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    settings = load_settings(args.config)
+    providers = [build_provider(c) for c in settings.providers]
+    catalog = Catalog(providers)
+    prices = PriceBook.from_config(settings.prices)
+    static = KeyStore(settings.keys, None, 0).static_keys
+    keys = {k.name: k for k in (static() if callable(static) else static)}
+    key, free_key = keys[args.key], keys[args.free_key]
+    routes = catalog.candidates(args.model, None, CHAT)
+    limits = settings.limits
+    results: dict[str, object] = {"iterations": args.iterations, "concurrency": args.concurrency,
+                                  "python": sys.version.split()[0], "pid": os.getpid(),
+                                  "affinity": sorted(os.sched_getaffinity(0))}
+
+    def admission_for(backend) -> Admission:  # type: ignore[no-untyped-def]
+        return Admission(backend, prices, reserve_ceiling_usd=limits.reserve_ceiling_usd,
+                         default_max_output_tokens=limits.default_max_output_tokens, fail_open=False)
+
+    clients: list[tuple[str, Any]] = [("memory", lambda: MemoryLimitBackend(ZeroSpend()))]
+    prefix = f"yr-bench-micro-{os.getpid()}-{int(time.time())}:"
+    if args.redis:
+        from redis.asyncio import ConnectionPool, Redis
+
+        from yourouter.limits.redis import RedisLimitBackend
+
+        results["redis_prefix"] = prefix
+        clients.append(("redis", lambda: RedisLimitBackend.connect(args.redis, ZeroSpend(), prefix=prefix)))
+        if not args.no_alternatives:
+            url = urlsplit(args.redis)
+
+            async def lean() -> RedisLimitBackend:
+                client = await LeanRedis(url.hostname or "127.0.0.1", url.port or 6379).connect()
+                return RedisLimitBackend(client, ZeroSpend(), prefix=prefix)  # type: ignore[arg-type]
+
+            clients += [
+                ("redis-nowait", lambda: RedisLimitBackend(
+                    Redis(connection_pool=ConnectionPool.from_url(args.redis, max_connections=64,
+                                                                  decode_responses=True)),
+                    ZeroSpend(), prefix=prefix)),
+                ("redis-lean", lean)]
+    server_stats = None
+    if args.redis:
+        import redis as redis_sync
+
+        stats_client = redis_sync.Redis.from_url(args.redis, socket_timeout=5)
+
+        def server_stats() -> tuple[int, int]:
+            info = stats_client.info("commandstats").get("cmdstat_evalsha", {})
+            return int(info.get("calls", 0)), int(info.get("usec", 0))
+
+    per_round: dict[str, list[dict]] = {name: [] for name, _ in clients}
+    try:
+        for rnd in range(args.rounds):
+            shift = rnd % len(clients)
+            for name, make in clients[shift:] + clients[:shift]:  # a different order every round
+                backend = make()
+                if asyncio.iscoroutine(backend):
+                    backend = await backend
+                redis_client = getattr(backend, "_redis", None)
+                try:
+                    per_round[name].append(await measure(
+                        f"{name}-{rnd}", backend, admission_for(backend), key, free_key, routes,
+                        args.iterations * (4 if name == "memory" else 1), args.warmup,
+                        1 if name == "memory" else args.concurrency, redis_client=redis_client,
+                        server_stats=server_stats if name != "memory" else None))
+                finally:
+                    await backend.close()
+        for name, rounds in per_round.items():
+            results[name] = median_of(rounds)
+        results["rounds"] = args.rounds
+    finally:
+        if args.redis:
+            cleanup = Redis.from_url(args.redis)
+            try:
+                names = [k async for k in cleanup.scan_iter(match=prefix + "*", count=1000)]
+                if names:
+                    await cleanup.delete(*names)
+                results["redis_keys_deleted"] = len(names)
+            finally:
+                await cleanup.aclose()
+    return results
+
+
+def median_of(rounds: list[dict]) -> dict:
+    """The rounds' results merged: every number the median over the rounds (nested dicts alike)."""
+    out: dict = {}
+    for k, v in rounds[0].items():
+        if isinstance(v, dict):
+            out[k] = median_of([r[k] for r in rounds])
+        elif isinstance(v, (int, float)):
+            out[k] = statistics.median(r[k] for r in rounds)
+        else:
+            out[k] = v
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="a gateway config with the keys below and model --model")
+    p.add_argument("--key", default="limited", help="name of the limited static key (limited)")
+    p.add_argument("--free-key", default="free", help="name of the key without limits (free)")
+    p.add_argument("--model", default="m")
+    p.add_argument("--redis", help="redis:// URL (omit: in-process backend only)")
+    p.add_argument("--iterations", type=int, default=2000, help="cycles per measurement and round (memory: 4×) "
+                   "(2000)")
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--concurrency", type=int, default=10, help="concurrent admission loops for Redis (10)")
+    p.add_argument("--no-alternatives", action="store_true", help="only the product's Redis client")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over the clients, in a rotating order; figures are "
+                   "medians over rounds (3)")
+    p.add_argument("--json", help="also write the result here")
+    args = p.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    results = asyncio.run(main_async(args))
+    text = json.dumps(results, indent=1)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
