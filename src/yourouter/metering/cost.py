@@ -8,6 +8,7 @@ input. A model without a price costs 0 and its row is flagged `unpriced`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 
 from yourouter.config.schema import ModelEntry
@@ -25,8 +26,14 @@ def period_label(period: str | None, at: float) -> str:
     """The budget period a request counts toward: `2026-11-29` (day), `2026-11` (month) or `lifetime` (UTC)."""
     if period is None:
         return "lifetime"
-    moment = dt.datetime.fromtimestamp(at, dt.UTC)
-    return moment.strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
+    return _label(period == "day", int(at))
+
+
+@functools.lru_cache(maxsize=4)
+def _label(daily: bool, second: int) -> str:
+    """Memoised per second: every request of a busy second shares one date conversion."""
+    moment = dt.datetime.fromtimestamp(second, dt.UTC)
+    return moment.strftime("%Y-%m-%d" if daily else "%Y-%m")
 
 
 def period_start(period: str | None, at: float) -> dt.datetime | None:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from yourouter.auth.keys import ClientKey
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.ir.usage import Usage
+from yourouter.limits.memory import MemoryLimitBackend
 from yourouter.limits.model import (
     Budget,
     Charge,
@@ -87,6 +88,9 @@ class Admission:
         self._limits: dict[str, tuple[Limits, Budget | None]] = {}
         self.backend_up = True
         self.backend_errors = 0
+        #: The in-process backend settles without suspending, so awaiting it cannot be interrupted by a
+        #: cancellation and needs no `asyncio.shield` (a task per request); a networked one is shielded.
+        self.settles_in_process = isinstance(backend, MemoryLimitBackend)
 
     def _unavailable(self, exc: Exception) -> GatewayError | None:
         """A backend failure: logged once when it starts, counted; refused (fail closed) unless `fail_open`."""

@@ -323,7 +323,8 @@ class Pipeline:
     async def _settle(self, ticket: Ticket, record: UsageRecord, cost: Decimal) -> None:
         assert self.admission is not None
         try:
-            await asyncio.shield(self.admission.settle(ticket, record.prompt_tokens + record.completion_tokens, cost))
+            settling = self.admission.settle(ticket, record.prompt_tokens + record.completion_tokens, cost)
+            await (settling if self.admission.settles_in_process else asyncio.shield(settling))
         except Exception:  # the backend's entries expire; a failed settle must not fail a finished request
             log.exception("request %s: settling its limits failed", record.request_id)
 
@@ -539,7 +540,8 @@ class Pipeline:
     async def _settle_slot(self, slot: Ticket, tokens: int) -> None:
         assert self.admission is not None
         try:
-            await asyncio.shield(self.admission.settle(slot, tokens, Decimal(0)))
+            settling = self.admission.settle(slot, tokens, Decimal(0))
+            await (settling if self.admission.settles_in_process else asyncio.shield(settling))
         except Exception:
             log.exception("settling deployment limits failed")
 
