@@ -32,34 +32,11 @@ from ._anthropic_messages import (
     render_message,
 )
 from ._anthropic_validation import validate_messages_request
-from ._asgi import (
-    SSE_CONTENT_TYPE,
-    ClientWatch,
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    drop_connection,
-    header_map,
-    read_body,
-    run_lifespan,
-    send_half_body,
-    send_json,
-    serve,
-    stream_events,
-)
+from ._asgi import SSE_CONTENT_TYPE, Headers, send_json, serve
+from ._base import DEFAULT_MODELS, Exchange, Fault, Request, SimulatorApp, SimulatorSettings, header_value, parse_json
 from ._openai_chat import random_id
 from ._openai_validation import RequestError
-from .openai import (
-    DEFAULT_MODELS,
-    MODEL_CREATED,
-    Fault,
-    SimulatorSettings,
-    SimulatorState,
-    _directive_faults,
-    _parse_json,
-    serve_control,
-)
+from .openai import MODEL_CREATED
 
 __all__ = ["AnthropicSimulator", "SimulatorSettings", "create_app", "run"]
 
@@ -116,39 +93,26 @@ def describe_model(model_id: str) -> dict[str, Any]:
     return {"type": "model", "id": model_id, "display_name": display, "created_at": created}
 
 
-class AnthropicSimulator:
+class AnthropicSimulator(SimulatorApp[RequestError]):
     """The ASGI application. `state` is exposed for in-process use (queueing faults, reading the request log)."""
 
+    errors = (RequestError,)
+    midstream_status = 529
+    logs_query = False
+
     def __init__(self, settings: SimulatorSettings) -> None:
-        self.settings = settings
-        self.state = SimulatorState(settings.seed)
+        super().__init__(settings)
         self.models = list(CLAUDE_MODELS) if settings.models == list(DEFAULT_MODELS) else list(settings.models)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await run_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        method: str = scope["method"]
-        path: str = scope["path"]
-        raw = await read_body(receive)
-        if path.startswith("/_sim/"):
-            await serve_control(self.state, method, path, raw, send)
-            return
-        self.state.record(method, path, header_map(scope), _parse_json(raw)[0])
-        request_id = random_id(self.state.rng, "req_011", 21)
-        headers: Headers = [(b"request-id", request_id.encode())]
-        watch = ClientWatch(receive)
-        try:
-            await self._route(scope, raw, watch, send, headers)
-        except RequestError as error:
-            await send_json(send, error.status, error_envelope(error.status, error.message, request_id), headers)
-        finally:
-            watch.close()
+    def response_headers(self, request: Request) -> Headers:
+        return [(b"request-id", random_id(self.state.rng, "req_011", 21).encode())]
 
-    async def _route(self, scope: Scope, raw: bytes, watch: ClientWatch, send: Send, headers: Headers) -> None:
-        method, path = scope["method"], scope["path"]
+    async def send_error(self, error: RequestError, ex: Exchange) -> None:
+        envelope = error_envelope(error.status, error.message, header_value(ex.headers, b"request-id"))
+        await send_json(ex.send, error.status, envelope, ex.headers)
+
+    async def handle(self, ex: Exchange) -> None:
+        method, path = ex.request.method, ex.request.path
         route = path[3:] if path.startswith("/v1/") else path
         targets = {"/messages": "POST", "/messages/count_tokens": "POST", "/models": "GET", "/health": "GET"}
         expected = "GET" if route.startswith("/models/") else targets.get(route)
@@ -157,25 +121,24 @@ class AnthropicSimulator:
         if method != expected:
             raise RequestError(f"Method Not Allowed ({method} {path})", status=405)
         if route == "/health":
-            await send_json(send, 200, {"status": "ok"}, headers)
+            await send_json(ex.send, 200, {"status": "ok"}, ex.headers)
             return
-        request_headers = header_map(scope)
-        self._authenticate(request_headers)
-        if not request_headers.get("anthropic-version"):
+        self._authenticate(ex.request.headers)
+        if not ex.request.headers.get("anthropic-version"):
             raise RequestError("anthropic-version: header is required")
         if route == "/models":
-            await send_json(send, 200, self._model_page(scope.get("query_string", b"")), headers)
+            await send_json(ex.send, 200, self._model_page(ex.request.query_string), ex.headers)
         elif route.startswith("/models/"):
             model_id = route[len("/models/") :]
             if model_id not in self.models:
                 raise RequestError(f"model: {model_id}", status=404)
-            await send_json(send, 200, describe_model(model_id), headers)
+            await send_json(ex.send, 200, describe_model(model_id), ex.headers)
         elif route == "/messages/count_tokens":
-            body = _json_object(raw)
+            body = _json_object(ex.request.body)
             validate_messages_request(body, count_only=True)
-            await send_json(send, 200, {"input_tokens": count_input_tokens(body)}, headers)
+            await send_json(ex.send, 200, {"input_tokens": count_input_tokens(body)}, ex.headers)
         else:
-            await self._messages(raw, watch, send, headers)
+            await self._messages(ex)
 
     def _authenticate(self, request_headers: dict[str, str]) -> None:
         key = self.settings.api_key
@@ -189,9 +152,9 @@ class AnthropicSimulator:
             raise RequestError("x-api-key header is required", status=401)
         raise RequestError("invalid x-api-key" if api_key is not None else "Invalid bearer token", status=401)
 
-    def _model_page(self, query_string: bytes) -> dict[str, Any]:
+    def _model_page(self, query_string: str) -> dict[str, Any]:
         """`GET /v1/models` with Anthropic's cursor pagination (`limit`, `after_id`, `before_id`)."""
-        query = {name: values[-1] for name, values in parse_qs(query_string.decode("latin-1")).items()}
+        query = {name: values[-1] for name, values in parse_qs(query_string).items()}
         limit_text = query.get("limit", "20")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MODEL_PAGE_LIMIT:
             raise RequestError(f"limit: Input should be between 1 and {_MODEL_PAGE_LIMIT}")
@@ -209,39 +172,26 @@ class AnthropicSimulator:
             "last_id": page[-1] if page else None,
         }
 
-    async def _messages(self, raw: bytes, watch: ClientWatch, send: Send, headers: Headers) -> None:
+    async def _messages(self, ex: Exchange) -> None:
         """Messages: faults, validation, latency, then the answer (JSON or SSE)."""
-        queued = self.state.take_fault()
-        if queued is None and self.settings.fail_rate and self.state.rng.random() < self.settings.fail_rate:
-            queued = Fault("status", status=self.settings.fail_status)
-        midstream = [queued] if queued is not None and queued.kind.startswith("midstream") else []
-        if queued is not None and not midstream and not await self._apply_fault(queued, watch, send, headers):
+        if not await self.apply_faults(ex, self.queued_faults()):
             return
-        body = _json_object(raw)
+        body = _json_object(ex.request.body)
         validate_messages_request(body)
         directives = last_user_directives(body)
-        for fault in _directive_faults(directives):
-            if fault.kind.startswith("midstream"):
-                midstream.append(fault)
-            elif not await self._apply_fault(fault, watch, send, headers):
-                return
-        if not await watch.pause(self.settings.latency_ms / 1000):
+        if not await self.settle(ex, directives):
             return
-        cut = midstream[0] if midstream else None
         reply = plan_message(body, directives, self.state.rng)
         if body.get("stream") is not True:
-            await self._send_body(render_message(reply), cut, watch, send, headers)
+            await self.send_body(render_message(reply), ex)
             return
         events = [named_sse_event(name, payload) for name, payload in render_events(reply)]
-        await self._stream(events, cut, watch, send, headers)
+        error = named_sse_event("error", {"type": "error", "error": {"type": "overloaded_error",
+                                                                      "message": "Overloaded"}})
+        await self.send_stream(ex, events, [SSE_CONTENT_TYPE, (b"cache-control", b"no-cache"), *ex.headers],
+                               lambda _: error)
 
-    async def _apply_fault(self, fault: Fault, watch: ClientWatch, send: Send, headers: Headers) -> bool:
-        """Apply a pre-response fault; return True when the request should still be answered normally."""
-        if fault.kind == "timeout":
-            return await watch.pause(fault.delay_ms / 1000)
-        if fault.kind == "disconnect":
-            await drop_connection(send, watch)
-            return False
+    async def send_fault(self, fault: Fault, ex: Exchange, headers: Headers) -> None:
         message = ERROR_TYPES.get(fault.status, ("", f"Simulated error {fault.status}."))[1]
         extra = list(headers)
         if fault.retry_after is not None:
@@ -252,30 +202,8 @@ class AnthropicSimulator:
                 (b"anthropic-ratelimit-requests-remaining", b"0"),
                 (b"anthropic-ratelimit-requests-reset", _reset_time(fault.retry_after).encode()),
             ]
-        await send_json(send, fault.status, error_envelope(fault.status, message, _request_id(headers)), extra)
-        return False
-
-    async def _send_body(
-        self, payload: object, cut: Fault | None, watch: ClientWatch, send: Send, headers: Headers
-    ) -> None:
-        if cut is None:
-            await send_json(send, 200, payload, headers)
-        elif cut.kind == "midstream_error":
-            await self._apply_fault(Fault("status", status=529), watch, send, headers)
-        else:
-            await send_half_body(send, payload, watch, headers)
-
-    async def _stream(
-        self, events: list[bytes], cut: Fault | None, watch: ClientWatch, send: Send, headers: Headers
-    ) -> None:
-        error = named_sse_event("error", {"type": "error", "error": {"type": "overloaded_error",
-                                                                      "message": "Overloaded"}})
-        await stream_events(send, events, cut, watch, self.settings.chunk_delay_ms / 1000,
-                            [SSE_CONTENT_TYPE, (b"cache-control", b"no-cache"), *headers], lambda _: error)
-
-
-def _request_id(headers: Headers) -> str:
-    return next(value.decode() for name, value in headers if name == b"request-id")
+        envelope = error_envelope(fault.status, message, header_value(headers, b"request-id"))
+        await send_json(ex.send, fault.status, envelope, extra)
 
 
 def _reset_time(retry_after: float | None) -> str:
@@ -283,7 +211,7 @@ def _reset_time(retry_after: float | None) -> str:
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
-    value, ok = _parse_json(raw)
+    value, ok = parse_json(raw)
     if not ok:
         raise RequestError("There was an issue with your request body: it is not valid JSON.")
     if not isinstance(value, dict):

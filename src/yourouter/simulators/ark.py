@@ -51,31 +51,20 @@ import orjson
 
 from ._ark_tasks import TERMINAL, ArkSettings, Task, TaskStore, new_task_id, plan_task
 from ._ark_validation import ArkError, invalid, parse_list_query, validate_create
-from ._asgi import (
-    ClientWatch,
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    drop_connection,
-    header_map,
-    read_body,
-    run_lifespan,
-    send_half_body,
-    send_json,
-    serve,
+from ._asgi import Headers, Send, send_json, serve
+from ._base import (
+    Exchange,
+    Fault,
+    Request,
+    SimulatorApp,
+    SimulatorSettings,
+    error_envelope,
+    header_value,
+    parse_json,
+    serve_control,
 )
 from ._openai_chat import parse_directives
 from ._openai_validation import RequestError
-from .openai import (
-    Fault,
-    SimulatorSettings,
-    SimulatorState,
-    _directive_faults,
-    _parse_json,
-    error_envelope,
-    serve_control,
-)
 
 __all__ = ["TASKS_PATH", "ArkSettings", "ArkSimulator", "create_app", "run"]
 
@@ -119,13 +108,14 @@ class OperationFaults:
         self._faults.clear()
 
 
-class ArkSimulator:
+class ArkSimulator(SimulatorApp[ArkError]):
     """The ASGI application. `state` (create faults, request log, ids), `tasks` and `callbacks` are exposed."""
 
+    errors = (ArkError,)
+
     def __init__(self, settings: SimulatorSettings, ark: ArkSettings | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.ark = ark or ArkSettings()
-        self.state = SimulatorState(settings.seed)
         self.faults = OperationFaults()
         self.tasks = TaskStore()
         self.callbacks: list[dict[str, Any]] = []
@@ -133,40 +123,25 @@ class ArkSimulator:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._jobs: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await run_lifespan(receive, send)
-            for job in list(self._jobs):
-                job.cancel()
-            return
-        if scope["type"] != "http":
-            return
-        method: str = scope["method"]
-        path: str = scope["path"]
-        raw = await read_body(receive)
-        if path.startswith("/_sim/"):
-            await self._control(method, path, raw, send)
-            return
-        query = scope.get("query_string", b"").decode("latin-1")
-        request_headers = header_map(scope)
-        self.state.record(method, path, request_headers, _parse_json(raw)[0], query)
+    def shutdown(self) -> None:
+        for job in list(self._jobs):
+            job.cancel()
+
+    def response_headers(self, request: Request) -> Headers:
         request_id = "02" + str(int(self.clock() * 1000)) + "".join(
             self.state.rng.choice("0123456789abcdef") for _ in range(32))
         headers: Headers = [(b"x-request-id", request_id.encode())]
-        if "x-client-request-id" in request_headers:
-            headers.append((b"x-client-request-id", request_headers["x-client-request-id"].encode("latin-1")))
-        watch = ClientWatch(receive)
-        try:
-            await self._route(method, path, query, raw, request_headers, watch, send, headers)
-        except ArkError as error:
-            await send_json(send, error.status, error.envelope(request_id), headers)
-        finally:
-            watch.close()
+        if "x-client-request-id" in request.headers:
+            headers.append((b"x-client-request-id", request.headers["x-client-request-id"].encode("latin-1")))
+        return headers
 
-    async def _route(self, method: str, path: str, query: str, raw: bytes, request_headers: dict[str, str],
-                     watch: ClientWatch, send: Send, headers: Headers) -> None:
+    async def send_error(self, error: ArkError, ex: Exchange) -> None:
+        await send_json(ex.send, error.status, error.envelope(header_value(ex.headers, b"x-request-id")), ex.headers)
+
+    async def handle(self, ex: Exchange) -> None:
+        method, path = ex.request.method, ex.request.path
         if path == "/health":
-            await send_json(send, 200, {"status": "ok"}, headers)
+            await send_json(ex.send, 200, {"status": "ok"}, ex.headers)
             return
         rest = path[len(TASKS_PATH):] if path.startswith(TASKS_PATH) else None
         if rest in ("", "/"):
@@ -177,27 +152,27 @@ class ArkSimulator:
             raise ArkError(404, "NotFound", f"The requested path {path} is not found.")
         if operation is None:
             raise ArkError(405, "MethodNotAllowed", f"The method {method} is not allowed for {path}.")
-        self._authenticate(request_headers)
-        fault = self.faults.take(operation) if operation != "create" else self.state.take_fault()
-        if fault is None and operation == "create" and self.settings.fail_rate and (
-                self.state.rng.random() < self.settings.fail_rate):
-            fault = Fault("status", status=self.settings.fail_status)
-        cut = fault if fault is not None and fault.kind.startswith("midstream") else None
-        if fault is not None and cut is None and not await self._apply_fault(fault, watch, send, headers):
+        self._authenticate(ex.request.headers)
+        if operation == "create":
+            faults = self.queued_faults()
+        else:
+            fault = self.faults.take(operation)
+            faults = [] if fault is None else [fault]
+        if not await self.apply_faults(ex, faults):
             return
         if operation == "create":
-            await self._create(raw, cut, watch, send, headers)
+            await self._create(ex)
             return
-        if not await watch.pause(self.settings.latency_ms / 1000):
+        if not await ex.watch.pause(self.settings.latency_ms / 1000):
             return
         now = self.clock()
         if operation == "list":
-            total, page = self.tasks.page(parse_list_query(query), now)
+            total, page = self.tasks.page(parse_list_query(ex.request.query_string), now)
             payload: dict[str, Any] = {"total": total, "items": [task.render(now) for task in page]}
         else:
             task = self._task(rest[1:] if rest else "", now)
             payload = task.render(now) if operation == "get" else self._delete(task, now)
-        await self._respond(payload, cut, watch, send, headers)
+        await self.send_body(payload, ex)
 
     def _authenticate(self, request_headers: dict[str, str]) -> None:
         key = self.settings.api_key
@@ -210,9 +185,8 @@ class ArkSimulator:
             raise ArkError(404, "NotFound.TaskId", f"The specified task {task_id} is not found.", "task_id")
         return task
 
-    async def _create(self, raw: bytes, cut: Fault | None, watch: ClientWatch, send: Send,
-                      headers: Headers) -> None:
-        body, ok = _parse_json(raw)
+    async def _create(self, ex: Exchange) -> None:
+        body, ok = parse_json(ex.request.body)
         if not ok or not isinstance(body, dict):
             raise ArkError(400, "InvalidParameter", "The request body is not a valid JSON object.")
         spec = validate_create(body)
@@ -223,12 +197,7 @@ class ArkSimulator:
             draft = self.tasks.get(spec.draft_task_id, self.clock())
             if draft is None or not draft.spec.extra.get("draft") or draft.status_at(self.clock())[0] != "succeeded":
                 raise invalid("content", f"the draft task {spec.draft_task_id} is not a succeeded draft task")
-        for fault in _directive_faults(parse_directives(spec.prompt)):
-            if fault.kind.startswith("midstream"):
-                cut = cut or fault
-            elif not await self._apply_fault(fault, watch, send, headers):
-                return
-        if not await watch.pause(self.settings.latency_ms / 1000):
+        if not await self.settle(ex, parse_directives(spec.prompt)):
             return
         now = self.clock()
         task_id = new_task_id(self.state.rng, now)
@@ -241,7 +210,7 @@ class ArkSimulator:
         payload = {"id": task.id}
         if "safety_identifier" in spec.extra:
             payload["safety_identifier"] = spec.extra["safety_identifier"]
-        await self._respond(payload, cut, watch, send, headers)
+        await self.send_body(payload, ex)
 
     def _delete(self, task: Task, now: float) -> dict[str, Any]:
         status = task.status_at(now)[0]
@@ -255,30 +224,14 @@ class ArkSimulator:
             self.tasks.remove(task.id)
         return {}
 
-    async def _apply_fault(self, fault: Fault, watch: ClientWatch, send: Send, headers: Headers) -> bool:
-        """Apply a pre-response fault; return True when the request should still be answered normally."""
-        if fault.kind == "timeout":
-            return await watch.pause(fault.delay_ms / 1000)
-        if fault.kind == "disconnect":
-            await drop_connection(send, watch)
-            return False
+    async def send_fault(self, fault: Fault, ex: Exchange, headers: Headers) -> None:
         code, message = FAULT_ERRORS.get(fault.status, (
             "InternalServiceError" if fault.status >= 500 else "InvalidParameter", f"Simulated error {fault.status}."))
         extra = list(headers)
         if fault.retry_after is not None:
             extra.append((b"retry-after", f"{fault.retry_after:g}".encode()))
-        request_id = next(value.decode() for name, value in headers if name == b"x-request-id")
-        await send_json(send, fault.status, ArkError(fault.status, code, message).envelope(request_id), extra)
-        return False
-
-    async def _respond(self, payload: object, cut: Fault | None, watch: ClientWatch, send: Send,
-                       headers: Headers) -> None:
-        if cut is None:
-            await send_json(send, 200, payload, headers)
-        elif cut.kind == "midstream_error":
-            await self._apply_fault(Fault("status", status=500), watch, send, headers)
-        else:
-            await send_half_body(send, payload, watch, headers)
+        request_id = header_value(headers, b"x-request-id")
+        await send_json(ex.send, fault.status, ArkError(fault.status, code, message).envelope(request_id), extra)
 
     # Callbacks ---------------------------------------------------------------------------------------------------
 
@@ -333,7 +286,7 @@ class ArkSimulator:
 
     # Control endpoints -------------------------------------------------------------------------------------------
 
-    async def _control(self, method: str, path: str, raw: bytes, send: Send) -> None:
+    async def control(self, method: str, path: str, raw: bytes, send: Send) -> None:
         if path == "/_sim/callbacks" and method in ("GET", "DELETE"):
             if method == "DELETE":
                 self.callbacks.clear()
@@ -353,7 +306,7 @@ class ArkSimulator:
             await serve_control(self.state, method, path, raw, send)
 
     async def _queue_fault(self, raw: bytes, send: Send) -> None:
-        payload, _ = _parse_json(raw)
+        payload, _ = parse_json(raw)
         operation = payload.get("operation", "create") if isinstance(payload, dict) else "create"
         if operation == "create":
             await serve_control(self.state, "POST", "/_sim/faults", raw, send)

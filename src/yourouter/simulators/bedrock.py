@@ -29,25 +29,11 @@ import orjson
 from yourouter.codecs.bedrock.eventstream import CONTENT_TYPE, event_message, exception_message
 
 from ._anthropic_messages import Block, MessageReply, last_user_directives, plan_message
-from ._asgi import (
-    ClientWatch,
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    drop_connection,
-    header_map,
-    read_body,
-    run_lifespan,
-    send_half_body,
-    send_json,
-    serve,
-    stream_events,
-)
+from ._asgi import Headers, Send, send_json, serve
+from ._base import Exchange, Fault, Request, SimulatorApp, SimulatorSettings, parse_json
 from ._bedrock_validation import AwsError, validate_converse, verify_sigv4
 from ._openai_chat import split_fragments, split_text
 from ._openai_validation import RequestError
-from .openai import Fault, SimulatorSettings, SimulatorState, _directive_faults, _parse_json, serve_control
 
 __all__ = ["ACCESS_KEY_ID", "BedrockSimulator", "create_app", "run"]
 
@@ -175,38 +161,25 @@ def render_stream(reply: MessageReply, rng: random.Random, latency_ms: int) -> l
 
 # The app ----------------------------------------------------------------------------------------------------------
 
-class BedrockSimulator:
+class BedrockSimulator(SimulatorApp[AwsError | RequestError]):
     """The ASGI application. `state` is exposed for in-process use (queueing faults, reading the request log)."""
 
+    errors = (AwsError, RequestError)
+    logs_query = False
+
     def __init__(self, settings: SimulatorSettings, credentials: Mapping[str, str] | None = None) -> None:
-        self.settings = settings
-        self.state = SimulatorState(settings.seed)
+        super().__init__(settings)
         self.credentials = dict(credentials) if credentials is not None else (
             {ACCESS_KEY_ID: settings.api_key} if settings.api_key else {})
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await run_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        method: str = scope["method"]
-        path: str = scope["path"]
-        raw = await read_body(receive)
-        if path.startswith("/_sim/"):
-            await serve_control(self.state, method, path, raw, send)
-            return
-        self.state.record(method, path, header_map(scope), _parse_json(raw)[0])
-        headers: Headers = [(b"x-amzn-requestid", str(uuid.UUID(int=self.state.rng.getrandbits(128))).encode())]
-        watch = ClientWatch(receive)
-        try:
-            await self._route(scope, raw, watch, send, headers)
-        except AwsError as error:
-            await self._error(send, error.status, error.error_type, error.message, headers)
-        except RequestError as error:
-            await self._error(send, error.status, error_type_for(error.status)[0], error.message, headers)
-        finally:
-            watch.close()
+    def response_headers(self, request: Request) -> Headers:
+        return [(b"x-amzn-requestid", str(uuid.UUID(int=self.state.rng.getrandbits(128))).encode())]
+
+    async def send_error(self, error: AwsError | RequestError, ex: Exchange) -> None:
+        if isinstance(error, AwsError):
+            await self._error(ex.send, error.status, error.error_type, error.message, ex.headers)
+        else:
+            await self._error(ex.send, error.status, error_type_for(error.status)[0], error.message, ex.headers)
 
     @staticmethod
     async def _error(send: Send, status: int, error_type: str, message: str, headers: Headers,
@@ -216,84 +189,60 @@ class BedrockSimulator:
             extra.append((b"retry-after", f"{retry_after:g}".encode()))
         await send_json(send, status, {"message": message}, extra)
 
-    async def _route(self, scope: Scope, raw: bytes, watch: ClientWatch, send: Send, headers: Headers) -> None:
-        method, path = scope["method"], scope["path"]
+    async def handle(self, ex: Exchange) -> None:
+        method, path = ex.request.method, ex.request.path
         if path == "/health":
-            await send_json(send, 200, {"status": "ok"}, headers)
+            await send_json(ex.send, 200, {"status": "ok"}, ex.headers)
             return
         parts = path.split("/")
         if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
             raise AwsError("UnknownOperationException", "Unknown operation", status=404)
         if method != "POST":
             raise AwsError("UnknownOperationException", f"Method Not Allowed ({method} {path})", status=405)
-        self._authenticate(scope, raw)
-        value, ok = _parse_json(raw)
+        self._authenticate(ex.request)
+        value, ok = parse_json(ex.request.body)
         if not ok or not isinstance(value, dict):
             raise AwsError("SerializationException", "Unable to parse the request body as JSON.")
-        await self._converse(value, parts[2], parts[3] == "converse-stream", watch, send, headers)
+        await self._converse(value, parts[2], parts[3] == "converse-stream", ex)
 
-    def _authenticate(self, scope: Scope, raw: bytes) -> None:
+    def _authenticate(self, request: Request) -> None:
         if not self.settings.api_key and not self.credentials:
             return
-        headers = header_map(scope)
+        headers = request.headers
         if headers.get("authorization", "").startswith("Bearer "):
             if headers["authorization"][7:] != self.settings.api_key:
                 raise AwsError("UnrecognizedClientException", "Invalid API Key format: Must start with pre-defined "
                                                               "prefix", status=403)
             return
+        scope = request.scope
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
         url = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}{raw_path.decode('latin-1')}"
         if query:
             url += "?" + query.decode("latin-1")
-        verify_sigv4(scope["method"], url, headers, raw, self.credentials)
+        verify_sigv4(request.method, url, headers, request.body, self.credentials)
 
-    async def _converse(self, body: dict[str, Any], model: str, stream: bool, watch: ClientWatch, send: Send,
-                        headers: Headers) -> None:
+    async def _converse(self, body: dict[str, Any], model: str, stream: bool, ex: Exchange) -> None:
         started = time.perf_counter()
-        queued = self.state.take_fault()
-        if queued is None and self.settings.fail_rate and self.state.rng.random() < self.settings.fail_rate:
-            queued = Fault("status", status=self.settings.fail_status)
-        midstream = [queued] if queued is not None and queued.kind.startswith("midstream") else []
-        if queued is not None and not midstream and not await self._apply_fault(queued, watch, send, headers):
+        if not await self.apply_faults(ex, self.queued_faults()):
             return
         validate_converse(body)
         planned = planner_body(body, model)
         directives = last_user_directives(planned)
-        for fault in _directive_faults(directives):
-            if fault.kind.startswith("midstream"):
-                midstream.append(fault)
-            elif not await self._apply_fault(fault, watch, send, headers):
-                return
-        if not await watch.pause(self.settings.latency_ms / 1000):
+        if not await self.settle(ex, directives):
             return
-        cut = midstream[0] if midstream else None
         reply = plan_message(planned, directives, self.state.rng)
         latency = int((time.perf_counter() - started) * 1000)
         if not stream:
-            payload = render_converse(reply, self.state.rng, latency)
-            if cut is None:
-                await send_json(send, 200, payload, headers)
-            elif cut.kind == "midstream_error":
-                await self._apply_fault(Fault("status", status=500), watch, send, headers)
-            else:
-                await send_half_body(send, payload, watch, headers)
+            await self.send_body(render_converse(reply, self.state.rng, latency), ex)
             return
         error = exception_message("modelStreamErrorException", "The model stream was interrupted (simulated).")
-        await stream_events(send, render_stream(reply, self.state.rng, latency), cut, watch,
-                            self.settings.chunk_delay_ms / 1000,
-                            [(b"content-type", CONTENT_TYPE.encode()), *headers], lambda _: error)
+        await self.send_stream(ex, render_stream(reply, self.state.rng, latency),
+                               [(b"content-type", CONTENT_TYPE.encode()), *ex.headers], lambda _: error)
 
-    async def _apply_fault(self, fault: Fault, watch: ClientWatch, send: Send, headers: Headers) -> bool:
-        """Apply a pre-response fault; return True when the request should still be answered normally."""
-        if fault.kind == "timeout":
-            return await watch.pause(fault.delay_ms / 1000)
-        if fault.kind == "disconnect":
-            await drop_connection(send, watch)
-            return False
+    async def send_fault(self, fault: Fault, ex: Exchange, headers: Headers) -> None:
         error_type, message = error_type_for(fault.status)
-        await self._error(send, fault.status, error_type, message, headers, fault.retry_after)
-        return False
+        await self._error(ex.send, fault.status, error_type, message, headers, fault.retry_after)
 
 
 def create_app(settings: SimulatorSettings, credentials: Mapping[str, str] | None = None) -> BedrockSimulator:

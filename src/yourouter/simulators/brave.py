@@ -40,9 +40,9 @@ from typing import Any
 import orjson
 
 from ._asgi import Headers
-from ._search_app import HEALTH, HttpRequest, SearchCall, SearchError, SearchSimulator
+from ._base import Request, SimulatorSettings
+from ._search_app import HEALTH, SearchCall, SearchError, SearchSimulator
 from ._search_corpus import Criteria, Page, ParsedQuery, highlight, parse_query, search
-from .openai import SimulatorSettings
 
 __all__ = ["BraveSimulator", "create_app"]
 
@@ -192,7 +192,7 @@ class _Validator:
 class BraveSimulator(SearchSimulator[BraveCall]):
     """The ASGI application; `state` and `clock` are exposed for in-process use."""
 
-    def route(self, request: HttpRequest) -> str:
+    def route(self, request: Request) -> str:
         if request.path == "/health":
             return HEALTH
         route = PATHS.get(request.path.rstrip("/"))
@@ -201,13 +201,13 @@ class BraveSimulator(SearchSimulator[BraveCall]):
                                               self._error_id()))
         return route
 
-    def authenticate(self, request: HttpRequest, route: str) -> None:
+    def authenticate(self, request: Request, route: str) -> None:
         token = request.headers.get("x-subscription-token")
         if token and self.settings.api_key is not None and token != self.settings.api_key:
             code, detail, component = STATUS_ERRORS[401]
             raise SearchError(422, error_body(422, code, detail, {"component": component}, self._error_id()))
 
-    def parse(self, request: HttpRequest, route: str) -> BraveCall:
+    def parse(self, request: Request, route: str) -> BraveCall:
         params = request.params()
         if request.method == "POST":
             params.update(_json_params(request.body))

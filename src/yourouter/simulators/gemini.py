@@ -23,30 +23,15 @@ generate, stream and embedding requests, not to countTokens or model listing. Er
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from ._asgi import (
-    JSON_CONTENT_TYPE,
-    SSE_CONTENT_TYPE,
-    ClientWatch,
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    drop_connection,
-    header_map,
-    read_body,
-    run_lifespan,
-    send_half_body,
-    send_json,
-    serve,
-    stream_events,
-)
+from ._asgi import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, Headers, Scope, Send, send_json, serve
+from ._base import Exchange, Fault, SimulatorApp, SimulatorSettings, control_answer, parse_json
 from ._gemini_reply import (
     directive_text,
     embed_text,
@@ -68,7 +53,6 @@ from ._gemini_validation import (
 from ._openai_chat import Directives, estimate_tokens, parse_directives
 from ._openai_validation import RequestError
 from .openai import DEFAULT_MODELS as OPENAI_DEFAULT_MODELS
-from .openai import Fault, SimulatorSettings, SimulatorState, _directive_faults
 
 __all__ = ["DEFAULT_MODELS", "GeminiSimulator", "SimulatorSettings", "create_app", "run"]
 
@@ -146,25 +130,10 @@ def parse_target(path: str) -> Target | None:
     return None
 
 
-class GeminiState(SimulatorState):
-    """The OpenAI simulator's state; request log entries also keep the query string (`alt=sse`, `key=...`)."""
-
-    def record_request(self, method: str, path: str, query: str, headers: dict[str, str], body: object) -> None:
-        self.record(method, path, headers, body)
-        self._requests[-1]["query"] = query
-
-
-def _parse_json(raw: bytes) -> tuple[object, bool]:
-    try:
-        return orjson.loads(raw), True
-    except orjson.JSONDecodeError:
-        return None, False
-
-
 def _json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
-    value, ok = _parse_json(raw)
+    value, ok = parse_json(raw)
     if not ok:
         raise GoogleError("Invalid JSON payload received. Unexpected token.")
     if not isinstance(value, dict):
@@ -205,73 +174,48 @@ def _frame_array(payload: object, position: int) -> bytes:
     return (b"[" if position == 0 else b",\r\n") + orjson.dumps(payload)
 
 
-class GeminiSimulator:
+class GeminiSimulator(SimulatorApp[GoogleError]):
     """The ASGI application. `state` is exposed for in-process use (queueing faults, reading the request log)."""
 
+    errors = (GoogleError,)
+    midstream_status = 503
+
     def __init__(self, settings: SimulatorSettings) -> None:
-        self.settings = settings
-        self.state = GeminiState(settings.seed)
+        super().__init__(settings)
         # SimulatorSettings is shared with the OpenAI simulator: its default catalogue means "use Gemini's".
         custom = list(settings.models) != list(OPENAI_DEFAULT_MODELS)
         self.models = list(settings.models) if custom else list(DEFAULT_MODELS)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await run_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        started = time.monotonic()
-        method: str = scope["method"]
-        path = unquote(scope["path"])
-        query_string = scope.get("query_string", b"").decode("latin-1")
-        raw = await read_body(receive)
-        if path.startswith("/_sim/"):
-            await self._control(method, path, raw, send)
-            return
-        request_headers = header_map(scope)
-        self.state.record_request(method, path, query_string, request_headers, _parse_json(raw)[0])
-        query = {key: values[-1] for key, values in parse_qs(query_string).items()}
-        watch = ClientWatch(receive)
-        try:
-            await self._route(method, path, query, request_headers, raw, watch, send, started)
-        except GoogleError as error:
-            await send_json(send, error.code, error.envelope(), self._timed(error.headers, started))
-        finally:
-            watch.close()
+    def request_path(self, scope: Scope) -> str:
+        return unquote(scope["path"])
 
-    async def _route(
-        self,
-        method: str,
-        path: str,
-        query: dict[str, str],
-        request_headers: dict[str, str],
-        raw: bytes,
-        watch: ClientWatch,
-        send: Send,
-        started: float,
-    ) -> None:
+    async def send_error(self, error: GoogleError, ex: Exchange) -> None:
+        await send_json(ex.send, error.code, error.envelope(), self._timed(error.headers, ex))
+
+    async def handle(self, ex: Exchange) -> None:
+        method, path = ex.request.method, ex.request.path
         if path == "/health" and method == "GET":
-            await send_json(send, 200, {"status": "ok"})
+            await send_json(ex.send, 200, {"status": "ok"})
             return
+        query = {key: values[-1] for key, values in parse_qs(ex.request.query_string).items()}
         target = parse_target(path)
         expected = "POST" if target is not None and target.method is not None else "GET"
         if target is None or method != expected or (target.method is not None and target.method not in POST_METHODS):
             raise GoogleError(f"Method not found: {method} {path}", code=404)
         if target.method is not None and target.model is None:
             raise GoogleError(f"Method not found: {method} {path}", code=404)
-        self._authenticate(request_headers, query, target)
+        self._authenticate(ex.request.headers, query, target)
         if target.method is None:
-            await self._models(target, query, send, started)
+            await self._models(target, query, ex)
         elif target.method == "countTokens":
-            body = _json_object(raw)
+            body = _json_object(ex.request.body)
             assert target.model is not None
             counted = validate_count_tokens(body, target.model, vertex=target.vertex)
-            if not await watch.pause(self.settings.latency_ms / 1000):
+            if not await ex.watch.pause(self.settings.latency_ms / 1000):
                 return
-            await send_json(send, 200, {"totalTokens": prompt_tokens(counted)}, self._timed([], started))
+            await send_json(ex.send, 200, {"totalTokens": prompt_tokens(counted)}, self._timed([], ex))
         else:
-            await self._generate(target, query, raw, watch, send, started)
+            await self._generate(target, query, ex)
 
     def _authenticate(self, request_headers: dict[str, str], query: dict[str, str], target: Target) -> None:
         expected = self.settings.api_key
@@ -310,12 +254,12 @@ class GeminiSimulator:
             code=403,
         )
 
-    async def _models(self, target: Target, query: dict[str, str], send: Send, started: float) -> None:
+    async def _models(self, target: Target, query: dict[str, str], ex: Exchange) -> None:
         prefix = "publishers/google/models/" if target.vertex else "models/"
         if target.model is not None:
             if target.model not in self.models:
                 raise GoogleError(f"{prefix}{target.model} is not found for API version {target.version}.", code=404)
-            await send_json(send, 200, model_entry(target.model, prefix), self._timed([], started))
+            await send_json(ex.send, 200, model_entry(target.model, prefix), self._timed([], ex))
             return
         size = int(query["pageSize"]) if query.get("pageSize", "").isdigit() else PAGE_SIZE
         size = min(max(size, 1) if size else PAGE_SIZE, 1000)
@@ -324,19 +268,13 @@ class GeminiSimulator:
         payload: dict[str, Any] = {"publisherModels" if target.vertex else "models": page}
         if offset + size < len(self.models):
             payload["nextPageToken"] = str(offset + size)
-        await send_json(send, 200, payload, self._timed([], started))
+        await send_json(ex.send, 200, payload, self._timed([], ex))
 
-    async def _generate(
-        self, target: Target, query: dict[str, str], raw: bytes, watch: ClientWatch, send: Send, started: float
-    ) -> None:
+    async def _generate(self, target: Target, query: dict[str, str], ex: Exchange) -> None:
         """Generation and embeddings: faults, validation, latency, then the answer (JSON, SSE or JSON array)."""
-        queued = self.state.take_fault()
-        if queued is None and self.settings.fail_rate and self.state.rng.random() < self.settings.fail_rate:
-            queued = Fault("status", status=self.settings.fail_status)
-        midstream = [queued] if queued is not None and queued.kind.startswith("midstream") else []
-        if queued is not None and not midstream and not await self._apply_fault(queued, watch, send, started):
+        if not await self.apply_faults(ex, self.queued_faults()):
             return
-        body = _json_object(raw)
+        body = _json_object(ex.request.body)
         model = target.model
         assert model is not None
         payload: object = None
@@ -353,21 +291,20 @@ class GeminiSimulator:
             items = [validate_embed(body, model)] if single else validate_batch_embed(body, model, not target.vertex)
             directives = parse_directives(" ".join(embed_text(item) for item in items))
             payload = self._embeddings(items, single, target.vertex)
-        for fault in _directive_faults(directives):
-            if fault.kind.startswith("midstream"):
-                midstream.append(fault)
-            elif not await self._apply_fault(fault, watch, send, started):
-                return
-        if not await watch.pause(self.settings.latency_ms / 1000):
+        if not await self.settle(ex, directives):
             return
-        cut = midstream[0] if midstream else None
         if payload is None:
             payload = self._reply(request, model, directives, target, stream=target.method != "generateContent")
         if target.method != "streamGenerateContent":
-            await self._send_body(payload, cut, watch, send, started)
+            await self.send_body(payload, ex, self._timed([], ex))
             return
         assert isinstance(payload, list)
-        await self._stream(payload, query.get("alt") == "sse", cut, watch, send, started)
+        sse = query.get("alt") == "sse"
+        frame = _frame_sse if sse else _frame_array
+        content_type = SSE_CONTENT_TYPE if sse else JSON_CONTENT_TYPE
+        await self.send_stream(ex, [frame(chunk, i) for i, chunk in enumerate(payload)],
+                               [content_type, (b"cache-control", b"no-cache"), *self._timed([], ex)],
+                               lambda position: frame(status_error(503).envelope(), position), b"" if sse else b"]")
 
     def _reply(
         self, request: dict[str, Any], model: str, directives: Directives, target: Target, *, stream: bool
@@ -400,71 +337,25 @@ class GeminiSimulator:
         ]
         return {"predictions": predictions, "metadata": {"billableCharacterCount": sum(len(t) for t in texts)}}
 
-    async def _apply_fault(self, fault: Fault, watch: ClientWatch, send: Send, started: float) -> bool:
-        """Apply a pre-response fault; return True when the request should still be answered normally."""
-        if fault.kind == "timeout":
-            return await watch.pause(fault.delay_ms / 1000)
-        if fault.kind == "disconnect":
-            await drop_connection(send, watch)
-            return False
+    async def send_fault(self, fault: Fault, ex: Exchange, headers: Headers) -> None:
         error = status_error(fault.status, fault.retry_after)
-        await send_json(send, error.code, error.envelope(), self._timed(error.headers, started))
-        return False
+        await send_json(ex.send, error.code, error.envelope(), self._timed(error.headers, ex))
 
-    async def _send_body(
-        self, payload: object, cut: Fault | None, watch: ClientWatch, send: Send, started: float
-    ) -> None:
-        if cut is None:
-            await send_json(send, 200, payload, self._timed([], started))
-        elif cut.kind == "midstream_error":
-            await self._apply_fault(Fault("status", status=503), watch, send, started)
-        else:
-            await send_half_body(send, payload, watch, self._timed([], started))
-
-    async def _stream(
-        self,
-        chunks: list[Any],
-        sse: bool,
-        cut: Fault | None,
-        watch: ClientWatch,
-        send: Send,
-        started: float,
-    ) -> None:
-        frame = _frame_sse if sse else _frame_array
-        content_type = SSE_CONTENT_TYPE if sse else JSON_CONTENT_TYPE
-        await stream_events(send, [frame(chunk, i) for i, chunk in enumerate(chunks)], cut, watch,
-                            self.settings.chunk_delay_ms / 1000,
-                            [content_type, (b"cache-control", b"no-cache"), *self._timed([], started)],
-                            lambda position: frame(status_error(503).envelope(), position),
-                            b"" if sse else b"]")
-
-    def _timed(self, headers: Headers, started: float) -> Headers:
-        elapsed = int((time.monotonic() - started) * 1000)
+    def _timed(self, headers: Headers, ex: Exchange) -> Headers:
+        elapsed = int((time.monotonic() - ex.request.started) * 1000)
         return [*headers, (b"server-timing", f"gfet4t7; dur={elapsed}".encode())]
 
-    async def _control(self, method: str, path: str, raw: bytes, send: Send) -> None:
-        """The `/_sim/*` endpoints, as in the OpenAI simulator; never behind auth and never recorded."""
-        state = self.state
+    async def control(self, method: str, path: str, raw: bytes, send: Send) -> None:
+        """The `/_sim/*` endpoints, as in the OpenAI simulator but with Google's errors; never behind auth and never
+        recorded."""
         try:
-            if (method, path) == ("POST", "/_sim/faults"):
-                try:
-                    fault, count = Fault.from_json(_json_object(raw))
-                except RequestError as error:
-                    raise GoogleError(error.message) from None
-                state.queue_fault(fault, count)
-                await send_json(send, 200, {"queued": count, "fault": asdict(fault)})
-            elif (method, path) == ("GET", "/_sim/faults"):
-                await send_json(send, 200, state.pending_faults())
-            elif (method, path) == ("DELETE", "/_sim/faults"):
-                state.clear_faults()
-                await send_json(send, 200, {"cleared": True})
-            elif (method, path) == ("GET", "/_sim/requests"):
-                await send_json(send, 200, state.requests())
-            elif (method, path) == ("DELETE", "/_sim/requests"):
-                state.clear_requests()
-                await send_json(send, 200, {"cleared": True})
-            else:
+            try:
+                answer = control_answer(self.state, method, path, lambda: _json_object(raw))
+            except RequestError as error:
+                raise GoogleError(error.message) from None
+            if answer is None:
                 raise GoogleError(f"Method not found: {method} {path}", code=404)
+            await send_json(send, 200, answer)
         except GoogleError as error:
             await send_json(send, error.code, error.envelope())
 

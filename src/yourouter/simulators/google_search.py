@@ -40,9 +40,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._asgi import Headers
-from ._search_app import HEALTH, HttpRequest, SearchCall, SearchError, SearchSimulator
+from ._base import Request, SimulatorSettings
+from ._search_app import HEALTH, SearchCall, SearchError, SearchSimulator
 from ._search_corpus import Criteria, Page, ParsedQuery, highlight, parse_query, search
-from .openai import SimulatorSettings
 
 __all__ = ["GoogleSearchSettings", "GoogleSearchSimulator", "create_app"]
 
@@ -154,7 +154,7 @@ class GoogleSearchSimulator(SearchSimulator[GoogleCall]):
         super().__init__(settings)
         self.google = google or GoogleSearchSettings()
 
-    def route(self, request: HttpRequest) -> str:
+    def route(self, request: Request) -> str:
         if request.path == "/health":
             return HEALTH
         route = PATHS.get(request.path.rstrip("/"))
@@ -162,7 +162,7 @@ class GoogleSearchSimulator(SearchSimulator[GoogleCall]):
             raise SearchError(404, error_envelope(404, f"Method not found: {request.method} {request.path}."))
         return route
 
-    def authenticate(self, request: HttpRequest, route: str) -> None:
+    def authenticate(self, request: Request, route: str) -> None:
         params = request.params()
         key = params.get("key") or request.headers.get("x-goog-api-key")
         authorization = request.headers.get("authorization", "")
@@ -184,7 +184,7 @@ class GoogleSearchSimulator(SearchSimulator[GoogleCall]):
         elif token != expected:
             raise SearchError(401, error_envelope(401))
 
-    def parse(self, request: HttpRequest, route: str) -> GoogleCall:
+    def parse(self, request: Request, route: str) -> GoogleCall:
         params = request.params()
         numbers: dict[str, int] = {}
         for name, type_name in INTEGERS.items():

@@ -36,9 +36,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from ._asgi import Headers
-from ._search_app import HEALTH, HttpRequest, SearchCall, SearchError, SearchSimulator
+from ._base import Request, SimulatorSettings
+from ._search_app import HEALTH, SearchCall, SearchError, SearchSimulator
 from ._search_corpus import IMAGE_ENGINES, WEB_ENGINES, Criteria, Page, ParsedQuery, parse_query, search
-from .openai import SimulatorSettings
 
 __all__ = ["SearxngSettings", "SearxngSimulator", "create_app"]
 
@@ -100,7 +100,7 @@ class SearxngSimulator(SearchSimulator[SearxngCall]):
         super().__init__(settings)
         self.searxng = searxng or SearxngSettings()
 
-    def route(self, request: HttpRequest) -> str:
+    def route(self, request: Request) -> str:
         if request.path == "/health":
             return HEALTH
         if request.path.rstrip("/") != "/search":
@@ -109,12 +109,12 @@ class SearxngSimulator(SearchSimulator[SearxngCall]):
             raise html_error(405, [(b"allow", b"GET, POST, HEAD, OPTIONS")])
         return "search"
 
-    def authenticate(self, request: HttpRequest, route: str) -> None:
+    def authenticate(self, request: Request, route: str) -> None:
         key = self.settings.api_key
         if key is not None and request.headers.get("authorization", "") != f"Bearer {key}":
             raise html_error(401, [(b"www-authenticate", b'Bearer realm="searxng"')])
 
-    def parse(self, request: HttpRequest, route: str) -> SearxngCall:
+    def parse(self, request: Request, route: str) -> SearxngCall:
         form = _form(request)
         output_format = form.get("format", "html")
         if output_format not in FORMATS:
@@ -189,7 +189,7 @@ class SearxngSimulator(SearchSimulator[SearxngCall]):
         return html_error(status)
 
 
-def _form(request: HttpRequest) -> dict[str, str]:
+def _form(request: Request) -> dict[str, str]:
     form: dict[str, str] = {}
     if request.method == "POST" and "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
         form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
