@@ -39,8 +39,9 @@ def test_errors_and_zero_completions_cost_nothing(fields: dict[str, object]) -> 
 
 def test_cancelled_streams_pay_for_what_was_generated_and_embeddings_for_input() -> None:
     assert price_record(_record(outcome="cancelled", completion_tokens=10), BOOK, "m") > 0
-    embedding = _record(endpoint="embeddings", completion_tokens=0, cached_tokens=0)
-    assert price_record(embedding, BOOK, "e") == Decimal("0.00002")
+    for endpoint in ("embeddings", "gemini.embedContent", "gemini.batchEmbedContents", "gemini.predict"):
+        embedding = _record(endpoint=endpoint, completion_tokens=0, cached_tokens=0)
+        assert price_record(embedding, BOOK, "e") == Decimal("0.00002"), endpoint
 
 
 def test_unknown_models_cost_zero_and_are_flagged_and_entries_win() -> None:

@@ -13,36 +13,32 @@ from decimal import Decimal
 
 from yourouter.config.schema import ModelEntry
 from yourouter.ir.usage import Usage
+from yourouter.limits.periods import PeriodSpan, period_span
 from yourouter.metering.ledger import UsageRecord
 from yourouter.pricing import PriceBook
 
 ZERO = Decimal(0)
 _BILLED_OUTCOMES = frozenset({"ok", "cancelled"})
-_INPUT_ONLY = frozenset({"embeddings", "embedContent", "batchEmbedContents", "predict"})
+#: Endpoints (as the ledger names them) billed by their input: embeddings have no completion.
+_INPUT_ONLY = frozenset({"embeddings", "gemini.embedContent", "gemini.batchEmbedContents", "gemini.predict"})
 _NANO = Decimal("0.000000001")
 
 
 def period_label(period: str | None, at: float) -> str:
-    """The budget period a request counts toward: `2026-11-29` (day), `2026-11` (month) or `lifetime` (UTC)."""
-    if period is None:
-        return "lifetime"
-    return _label(period == "day", int(at))
-
-
-@functools.lru_cache(maxsize=4)
-def _label(daily: bool, second: int) -> str:
-    """Memoised per second: every request of a busy second shares one date conversion."""
-    moment = dt.datetime.fromtimestamp(second, dt.UTC)
-    return moment.strftime("%Y-%m-%d" if daily else "%Y-%m")
+    """The budget period a request counts toward: `2026-11-29` (day), `2026-11` (month) or `lifetime` (UTC) — the
+    limits engine's own period key."""
+    return _span(period, int(at)).key
 
 
 def period_start(period: str | None, at: float) -> dt.datetime | None:
     """When the budget period holding `at` began (UTC); None for a lifetime budget."""
-    if period is None:
-        return None
-    moment = dt.datetime.fromtimestamp(at, dt.UTC)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day if period == "day" else day.replace(day=1)
+    return _span(period, int(at)).start
+
+
+@functools.lru_cache(maxsize=4)
+def _span(period: str | None, second: int) -> PeriodSpan:
+    """Memoised per second: every request of a busy second shares one date conversion."""
+    return period_span(period, second)  # type: ignore[arg-type]
 
 
 def billable(record: UsageRecord) -> bool:
