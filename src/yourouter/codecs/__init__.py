@@ -33,7 +33,9 @@ class StreamSplitter(Protocol):
 
     def feed(self, chunk: bytes) -> list[bytes]: ...
 
-    def close(self) -> bytes: ...
+    def last_event(self) -> bytes:
+        """At the end of the stream: what is left as one complete event (b"" when nothing is)."""
+        ...
 
 
 class StreamDecoder(Protocol):
@@ -101,6 +103,7 @@ def embeddings_codec(name: str) -> EmbeddingsCodec:
     return module  # type: ignore[no-any-return]
 
 
+@cache
 def stream_content_type(name: str) -> str:
     """The content type of the dialect's streamed responses."""
     return str(getattr(codec(name), "STREAM_CONTENT_TYPE", SSE_CONTENT_TYPE))

@@ -34,6 +34,11 @@ class SseSplitter:
         rest, self._buffer = self._buffer, b""
         return rest
 
+    def last_event(self) -> bytes:
+        """At the end of the stream: what is left, as a complete event (the upstream omitted its blank line)."""
+        rest = self.close()
+        return rest + b"\n\n" if rest.strip() else b""
+
 
 def data_of(event: bytes) -> bytes | None:
     """The joined `data:` field of one event (None when it has none)."""

@@ -85,7 +85,6 @@ class Admission:
         self._ceiling = reserve_ceiling_usd
         self._default_output = default_max_output_tokens
         self._fail_open = fail_open
-        self._limits: dict[str, tuple[Limits, Budget | None]] = {}
         self.backend_up = True
         self.backend_errors = 0
         #: The in-process backend settles without suspending, so awaiting it cannot be interrupted by a
@@ -109,17 +108,11 @@ class Admission:
             log.warning("limits backend reachable again")
             self.backend_up = True
 
-    def limits_of(self, key: ClientKey) -> tuple[Limits, Budget | None]:
-        """The key's limits as the engine takes them (memoised: keys are immutable snapshots)."""
-        cache_key = f"{key.id}:{key.rpm}:{key.tpm}:{key.max_concurrency}:{key.budget_usd}:{key.budget_period}"
-        found = self._limits.get(cache_key)
-        if found is None:
-            budget = None if key.budget_usd is None else Budget(key.budget_usd, key.budget_period)  # type: ignore[arg-type]
-            found = (Limits(key.rpm, key.tpm, key.max_concurrency), budget)
-            if len(self._limits) > 10_000:
-                self._limits.clear()
-            self._limits[cache_key] = found
-        return found
+    @staticmethod
+    def limits_of(key: ClientKey) -> tuple[Limits, Budget | None]:
+        """The key's limits as the engine takes them."""
+        budget = None if key.budget_usd is None else Budget(key.budget_usd, key.budget_period)  # type: ignore[arg-type]
+        return Limits(key.rpm, key.tpm, key.max_concurrency), budget
 
     def _reservation(self, routes: list[Route], prompt: int, output: int) -> Decimal:
         usage = Usage(prompt_tokens=prompt, completion_tokens=output)

@@ -146,7 +146,7 @@ Parser = Callable[[bytes, Request], Call]
 _WATCH_AFTER_S = 0.05
 _UNTRANSLATABLE = frozenset({"untranslatable_content", "untranslatable_parameter"})
 _FAILOVER_KINDS = frozenset({ErrorKind.UPSTREAM, ErrorKind.TIMEOUT, ErrorKind.RATE_LIMIT})
-_RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 424, 429})  # 424: Bedrock's ModelErrorException
+RETRYABLE_UPSTREAM = frozenset({401, 403, 408, 409, 424, 429})  # 424: Bedrock's ModelErrorException
 _JSON_TYPES = (b"application/json", b"text/json")
 _STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 404: ErrorKind.NOT_FOUND, 413: ErrorKind.PAYLOAD_TOO_LARGE,
                  422: ErrorKind.INVALID_REQUEST}
@@ -315,18 +315,19 @@ class Pipeline:
             if key is not None and key.budget_usd is not None:
                 record.budget_period = period_label(key.budget_period, record.created_at)
             self.ledger.record(record)
-            if ticket is not None and self.admission is not None:
-                await self._settle(ticket, record, cost)
+            if ticket is not None:
+                await self.settle(ticket, record.prompt_tokens + record.completion_tokens, cost)
             if self.access_log is not None:
                 self.access_log.write(record)
 
-    async def _settle(self, ticket: Ticket, record: UsageRecord, cost: Decimal) -> None:
+    async def settle(self, ticket: Ticket, tokens: int, cost: Decimal) -> None:
+        """Ends an admitted request's (or attempt's) hold on its limits; never fails the request it ends."""
         assert self.admission is not None
         try:
-            settling = self.admission.settle(ticket, record.prompt_tokens + record.completion_tokens, cost)
+            settling = self.admission.settle(ticket, tokens, cost)
             await (settling if self.admission.settles_in_process else asyncio.shield(settling))
         except Exception:  # the backend's entries expire; a failed settle must not fail a finished request
-            log.exception("request %s: settling its limits failed", record.request_id)
+            log.exception("request %s: settling its limits failed", ticket.request_id)
 
     @staticmethod
     async def _watching_disconnect(request: Request, record: UsageRecord, work: Coroutine[Any, Any, None]) -> None:
@@ -436,7 +437,7 @@ class Pipeline:
                 if error.kind not in _FAILOVER_KINDS:
                     raise
                 errors.append(error)
-        raise _final_error(errors)
+        raise final_error(errors)
 
     async def _attempt(self, request: Request, send: Send, surface: Surface, call: Call, candidates: list[Route],
                        record: UsageRecord, base_headers: Headers, started: float) -> None:
@@ -489,7 +490,7 @@ class Pipeline:
                 async with asyncio.timeout(provider.config.first_byte_timeout_s):  # no extra task, unlike wait_for
                     response = await request_cm.__aenter__()
                 try:
-                    if response.status >= 500 or response.status in _RETRYABLE_UPSTREAM:
+                    if response.status >= 500 or response.status in RETRYABLE_UPSTREAM:
                         error = await _upstream_failure(provider, response)
                         health.failed(self.policy.health.now(), _seconds(error.retry_after))
                         tried[provider.name] = error.retry_after
@@ -532,18 +533,11 @@ class Pipeline:
                                            code="upstream_unreachable"))
             finally:
                 health.end()
-                if slot is not None and self.admission is not None:
+                if slot is not None:
                     answered = record.deployment == provider.name and record.status == 200
-                    await self._settle_slot(slot, record.prompt_tokens + record.completion_tokens if answered else 0)
-        raise _final_error(errors)
-
-    async def _settle_slot(self, slot: Ticket, tokens: int) -> None:
-        assert self.admission is not None
-        try:
-            settling = self.admission.settle(slot, tokens, Decimal(0))
-            await (settling if self.admission.settles_in_process else asyncio.shield(settling))
-        except Exception:
-            log.exception("settling deployment limits failed")
+                    await self.settle(slot, record.prompt_tokens + record.completion_tokens if answered else 0,
+                                      Decimal(0))
+        raise final_error(errors)
 
 
 def _seconds(retry_after: str | None) -> float | None:
@@ -553,7 +547,7 @@ def _seconds(retry_after: str | None) -> float | None:
         return None
 
 
-def _final_error(errors: list[GatewayError]) -> GatewayError:
+def final_error(errors: list[GatewayError]) -> GatewayError:
     """The most meaningful of the attempts' errors: a 429 when every deployment was rate limited, else the last
     failure that was not a rate limit (a 500)."""
     others = [e for e in errors if e.kind != ErrorKind.RATE_LIMIT]

@@ -109,9 +109,9 @@ async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started
             record.ttfb_ms = (time.perf_counter() - started) * 1000
         for event in splitter.feed(chunk):
             yield event
-    rest = splitter.close()
-    if rest.strip():
-        yield rest + b"\n\n" if isinstance(splitter, SseSplitter) else rest
+    last = splitter.last_event()
+    if last:
+        yield last
 
 
 async def _guarded(record: UsageRecord, error_event: Callable[[GatewayError], bytes], send: Send,

@@ -25,7 +25,7 @@ from yourouter.limits.model import Ticket
 from yourouter.metering.cost import period_label
 from yourouter.metering.ledger import UsageRecord
 from yourouter.pipeline.admission import key_scope, rate_headers
-from yourouter.pipeline.core import Pipeline, new_request_id
+from yourouter.pipeline.core import RETRYABLE_UPSTREAM, Pipeline, final_error, new_request_id
 from yourouter.pricing import PriceBook
 from yourouter.providers.base import SEARCH, Provider
 from yourouter.routing.catalog import Catalog, Route
@@ -37,7 +37,6 @@ from yourouter.search.results import count_items
 MODEL = "search"  # what keys name to be allowed search, and what search deployments serve
 _CREDENTIALS = first_of(bearer_token, header_token(b"x-api-key"), query_token("key"))
 _JSON: Headers = [(b"content-type", b"application/json; charset=UTF-8")]
-_FAILOVER_STATUSES = frozenset({401, 403, 408, 409, 429})
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                  413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 _REASONS = {ErrorKind.INVALID_REQUEST: "invalid", ErrorKind.AUTHENTICATION: "authError",
@@ -140,8 +139,8 @@ class SearchService:
             pipeline.ledger.record(record)
             if pipeline.access_log is not None:
                 pipeline.access_log.write(record)
-            if ticket is not None and pipeline.admission is not None:
-                await asyncio.shield(pipeline.admission.settle(ticket, 0, cost))
+            if ticket is not None:
+                await pipeline.settle(ticket, 0, cost)
 
     async def _search(self, query: SearchQuery, routes: list[Route], record: UsageRecord, headers: Headers,
                       send: Send, digest: str) -> Decimal:
@@ -168,7 +167,7 @@ class SearchService:
                 continue
             finally:
                 health.end()
-            if status >= 500 or status in _FAILOVER_STATUSES:
+            if status >= 500 or status in RETRYABLE_UPSTREAM:
                 health.failed(policy.health.now())
                 kind = ErrorKind.RATE_LIMIT if status == 429 else ErrorKind.UPSTREAM
                 errors.append(GatewayError(429 if status == 429 else 500, kind, f"Search engine {provider.name} "
@@ -202,5 +201,4 @@ class SearchService:
             return cost
         if not errors:
             raise GatewayError(500, ErrorKind.GATEWAY, "No search engine could take the query.", code="no_engine")
-        others = [e for e in errors if e.kind != ErrorKind.RATE_LIMIT]
-        raise others[-1] if others else errors[-1]
+        raise final_error(errors)

@@ -111,6 +111,9 @@ class EventStreamSplitter:
         out.append(orjson.dumps({"error": {"code": "corruptStream", "message": f"Corrupt event stream: {reason}."}}))
         return out
 
+    def last_event(self) -> bytes:
+        return self.close()
+
     def close(self) -> bytes:
         """A truncated last message is reported as an error document."""
         rest, self._buffer = self._buffer, b""
