@@ -59,6 +59,11 @@ def _row(record: UsageRecord) -> dict[str, object]:
     return {name: getattr(record, name) for name in COLUMNS}
 
 
+def table_row(record: UsageRecord) -> dict[str, object]:
+    """A row as the `usage` table takes it (for writes outside the batched ledger, such as settlements)."""
+    return dict(zip(COLUMNS, _values(record), strict=True))
+
+
 def _record(row: dict[str, object]) -> UsageRecord:
     return UsageRecord(**{name: value for name, value in row.items() if name in COLUMNS})  # type: ignore[arg-type]
 

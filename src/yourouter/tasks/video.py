@@ -30,11 +30,11 @@ import aiohttp
 import orjson
 
 from yourouter.auth.keys import ClientKey
+from yourouter.config.schema import ModelEntry
 from yourouter.ir.errors import ErrorKind, GatewayError, bad_request
-from yourouter.ir.usage import Usage
 from yourouter.limits.model import Budget, LimitBackend
-from yourouter.metering.cost import period_label
-from yourouter.metering.ledger import COLUMNS, UsageRecord
+from yourouter.metering.cost import period_label, price_record
+from yourouter.metering.ledger import UsageRecord, table_row
 from yourouter.pipeline.core import Call
 from yourouter.pipeline.upstream import UpstreamPool
 from yourouter.pricing import PriceBook
@@ -47,7 +47,6 @@ log = logging.getLogger("yourouter.tasks")
 
 _RESOLUTIONS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 _COMMAND = re.compile(r"--(resolution|rs|duration|dur|framespersecond|fps)\s+(\S+)")
-_NANO = Decimal("0.000000001")
 #: Fields of the Ark task object that change over a task's life (kept for no other purpose than the store).
 _STATUS_OUTCOMES = {"succeeded": "ok", "failed": "upstream_error", "cancelled": "cancelled",
                     "expired": "upstream_error"}
@@ -237,25 +236,17 @@ class VideoTasks:
         if status == "succeeded" and isinstance(usage, dict):
             raw = usage.get("completion_tokens")
             tokens = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else 0
-        cost, unpriced = Decimal(0), False
-        if tokens:
-            priced = self._prices.cost(task.upstream_model, Usage(completion_tokens=tokens))
-            if priced is None:
-                priced = self._prices.cost(task.model, Usage(completion_tokens=tokens))
-            if priced is None:
-                unpriced = True
-            else:
-                cost = priced.quantize(_NANO)
         now = _now()
         record = UsageRecord(request_id=task.id, endpoint="video.tasks", created_at=now.timestamp(),
                              key_id=task.key_id, key_name=task.key_name, model=task.model, vendor=task.vendor,
                              deployment=task.deployment, status=200, outcome=_STATUS_OUTCOMES.get(status, "ok"),
                              error_type=None if status == "succeeded" else f"task_{status}",
-                             completion_tokens=tokens, cost_usd=float(cost), detail=f"task {status}",
+                             completion_tokens=tokens, detail=f"task {status}",
                              budget_period=period_label(task.budget_period, now.timestamp())
-                             if task.budget_usd is not None else None, unpriced=unpriced)
-        row = {name: getattr(record, name) for name in COLUMNS}
-        row["created_at"] = now
+                             if task.budget_usd is not None else None)
+        # priced as a deployment's model entry is: by its upstream name, else by the name the client used
+        cost = price_record(record, self._prices, ModelEntry(name=task.model, upstream=task.upstream_model))
+        row = table_row(record)
         won = await self._store.settle(task.id, status, fresh, tokens, cost, now, row)
         if won and cost and task.budget_usd is not None:
             budget = Budget(task.budget_usd, task.budget_period)  # type: ignore[arg-type]
