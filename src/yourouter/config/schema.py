@@ -18,6 +18,18 @@ SEARCH_TYPES = frozenset({"google-search", "brave", "searxng"})
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def memory_or_redis(value: str | None) -> str | None:
+    """A backend setting: None (or `memory`) = in process, else a Redis URL."""
+    if value in (None, "", "memory"):
+        return None
+    if not value.startswith(_REDIS_SCHEMES):
+        raise ValueError("must be memory or a redis://, rediss:// or unix:// URL")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -187,11 +199,7 @@ class LimitsConfig(_Strict):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str | None) -> str | None:
-        if value in (None, "", "memory"):
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be memory or a redis://, rediss:// or unix:// URL")
-        return value
+        return memory_or_redis(value)
 
 
 class VideoTasksConfig(_Strict):
@@ -212,11 +220,7 @@ class SearchConfig(_Strict):
     @field_validator("cache_backend")
     @classmethod
     def _redis_only(cls, value: str | None) -> str | None:
-        if value in (None, "", "memory"):
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be memory or a redis://, rediss:// or unix:// URL")
-        return value
+        return memory_or_redis(value)
 
 
 class RoutingConfig(_Strict):
@@ -261,7 +265,7 @@ class Settings(_Strict):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        if value and not value.startswith(_REDIS_SCHEMES):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value or None
 
