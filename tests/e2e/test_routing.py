@@ -299,3 +299,28 @@ def test_no_request_reaches_a_vendor_the_client_did_not_allow(flaky_vendors: Gat
                 if f'"{marker}"' in text:
                     assert pin in (None, vendor), f"{marker} pinned to {pin} reached {vendor}"
     assert {"xco", "zco"} <= set(answered)  # the flaky vendors both answered some and failed some
+
+
+def test_failed_requests_leave_no_reference_cycles(routed: GatewayHandle) -> None:
+    """A request whose every attempt failed must be freed by reference counting: the raised error must not be held
+    by a frame its own traceback holds (exception -> traceback -> frame -> exception), or every failure waits,
+    frames and all, for the cyclic collector (a memory soak showed ~30 KB per failed request, pauses of 0.3-0.5 s)."""
+    import gc
+
+    from yourouter.ir.errors import GatewayError
+
+    failing = [{"role": "user", "content": "fail please [sim:status=503]"}]
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(5):
+            response = routed.post("/v1/chat/completions", {"model": "shared", "messages": failing})
+            assert response.status == 500 and response.headers["x-yourouter-attempts"] == "3"
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        leaked = [o for o in gc.garbage if isinstance(o, GatewayError)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leaked == []

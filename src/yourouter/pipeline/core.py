@@ -17,10 +17,10 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiohttp
 import orjson
@@ -43,9 +43,9 @@ from yourouter.metering.cost import period_label, period_start, price_record
 from yourouter.metering.ledger import UsageLedger, UsageRecord
 from yourouter.observability.logs import AccessLog
 from yourouter.pipeline.admission import Admission, key_scope, rate_headers
+from yourouter.pipeline.guard import RequestGuard
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.relay import (
-    disconnected,
     relay_body,
     relay_stream,
     relay_translated_body,
@@ -100,6 +100,8 @@ class Call:
     accepted: Callable[[Call, Route, bytes], Awaitable[bytes]] | None = None
     #: The authenticated caller (set by the pipeline once the body is parsed).
     key: ClientKey | None = None
+    #: Watches for the client leaving and times the upstream's first byte (set by the pipeline).
+    guard: RequestGuard | None = None
 
     @property
     def routing_operation(self) -> str:
@@ -295,8 +297,11 @@ class Pipeline:
                 ticket = await self.admission.admit(record.request_id, key, call.body, call.max_output, candidates)
                 if ticket is not None:
                     base_headers += rate_headers(ticket.states.get(key_scope(key)))
-            await self._watching_disconnect(request, record, self._attempt_with_fallbacks(
-                request, send, surface, call, key, model, vendor, candidates, record, base_headers, started))
+            guard = call.guard = RequestGuard(request.receive, _WATCH_AFTER_S)
+            if not await guard.run(self._attempt_with_fallbacks(request, send, surface, call, key, model, vendor,
+                                                                candidates, record, base_headers, started)):
+                record.outcome, record.error_type = "cancelled", "client_disconnected"
+                record.status = record.status or 499
         except GatewayError as error:
             await self._send_error(send, surface, error, record, base_headers)
         except Exception as exc:  # a bug of ours: logged with its traceback, answered in the client's envelope
@@ -328,42 +333,6 @@ class Pipeline:
             await (settling if self.admission.settles_in_process else asyncio.shield(settling))
         except Exception:  # the backend's entries expire; a failed settle must not fail a finished request
             log.exception("request %s: settling its limits failed", ticket.request_id)
-
-    @staticmethod
-    async def _watching_disconnect(request: Request, record: UsageRecord, work: Coroutine[Any, Any, None]) -> None:
-        """Runs the upstream work; a client disconnect cancels it (and with it the upstream request).
-
-        The watcher starts only once the work has run for `_WATCH_AFTER_S`: quick requests pay nothing for it, and
-        the long ones that matter (a model thinking for seconds) are cancelled within that delay of the client
-        leaving."""
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        watcher: asyncio.Task[bool] | None = None
-
-        def on_disconnect(done: asyncio.Task[bool]) -> None:
-            if not done.cancelled() and done.exception() is None and task is not None:
-                task.cancel()
-
-        def start_watching() -> None:
-            nonlocal watcher
-            watcher = loop.create_task(disconnected(request.receive))
-            watcher.add_done_callback(on_disconnect)
-
-        timer = loop.call_later(_WATCH_AFTER_S, start_watching)
-        try:
-            await work
-        except asyncio.CancelledError:
-            if watcher is None or not watcher.done() or watcher.cancelled():
-                raise
-            if task is not None:
-                task.uncancel()
-            record.outcome, record.error_type = "cancelled", "client_disconnected"
-            record.status = record.status or 499
-        finally:
-            timer.cancel()
-            if watcher is not None:
-                watcher.remove_done_callback(on_disconnect)
-                watcher.cancel()
 
     async def _send_error(self, send: Send, surface: Surface, error: GatewayError, record: UsageRecord,
                           base_headers: Headers) -> None:
@@ -437,7 +406,7 @@ class Pipeline:
                 if error.kind not in _FAILOVER_KINDS:
                     raise
                 errors.append(error)
-        raise final_error(errors)
+        raise_final(errors)
 
     async def _attempt(self, request: Request, send: Send, surface: Surface, call: Call, candidates: list[Route],
                        record: UsageRecord, base_headers: Headers, started: float) -> None:
@@ -487,14 +456,17 @@ class Pipeline:
             attempt_started = time.perf_counter()
             try:
                 request_cm = self.upstream.post(provider, url, body, call.passthrough_headers if same else None)
-                async with asyncio.timeout(provider.config.first_byte_timeout_s):  # no extra task, unlike wait_for
-                    response = await request_cm.__aenter__()
+                timeout_s = provider.config.first_byte_timeout_s
+                if call.guard is not None:
+                    response = await call.guard.first_byte(timeout_s, request_cm.__aenter__)
+                else:
+                    async with asyncio.timeout(timeout_s):
+                        response = await request_cm.__aenter__()
                 try:
                     if response.status >= 500 or response.status in RETRYABLE_UPSTREAM:
-                        error = await _upstream_failure(provider, response)
-                        health.failed(self.policy.health.now(), _seconds(error.retry_after))
-                        tried[provider.name] = error.retry_after
-                        errors.append(error)
+                        errors.append(await _upstream_failure(provider, response))  # no local: see raise_final
+                        retry_after = tried[provider.name] = errors[-1].retry_after
+                        health.failed(self.policy.health.now(), _seconds(retry_after))
                         continue
                     health.succeeded((time.perf_counter() - attempt_started) * 1000)  # this attempt's own TTFB
                     streaming = call.stream and response.content_type == stream_content_type(provider.dialect)
@@ -537,7 +509,7 @@ class Pipeline:
                     answered = record.deployment == provider.name and record.status == 200
                     await self.settle(slot, record.prompt_tokens + record.completion_tokens if answered else 0,
                                       Decimal(0))
-        raise final_error(errors)
+        raise_final(errors)
 
 
 def _seconds(retry_after: str | None) -> float | None:
@@ -554,6 +526,18 @@ def final_error(errors: list[GatewayError]) -> GatewayError:
     if not others:
         return min(errors, key=lambda e: float(e.retry_after or 0) if (e.retry_after or "").isdigit() else 0.0)
     return others[-1]
+
+
+def raise_final(errors: list[GatewayError]) -> NoReturn:
+    """Raises `final_error(errors)` without a reference cycle: a local still holding the exception (here, or the
+    `errors` list of the frame that failed) would tie exception -> traceback -> frame -> exception, and every
+    failed request would then wait, with all its frames, for the cyclic garbage collector (~30 KB each)."""
+    failure = final_error(errors)
+    errors.clear()
+    try:
+        raise failure
+    finally:
+        del failure
 
 
 async def _upstream_failure(provider: Provider, response: aiohttp.ClientResponse) -> GatewayError:

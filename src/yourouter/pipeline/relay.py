@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from yourouter.asgi import Headers, Receive, Send, send_bytes
+from yourouter.asgi import Headers, Send, send_bytes
 from yourouter.codecs.sse import SseSplitter
 from yourouter.ir.chat import ChatRequest, EmbeddingRequest, StreamError, UsageUpdate
 from yourouter.ir.errors import ErrorKind, GatewayError
@@ -90,14 +90,6 @@ async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, he
     body = orjson.dumps(client_codec.encode_response(answer, request))
     record.status = 200
     await send_bytes(send, 200, body, [*headers, *_JSON])
-
-
-async def disconnected(receive: Receive) -> bool:
-    """Returns when the client has gone away."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return True
 
 
 async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started: float,

@@ -25,7 +25,7 @@ from yourouter.limits.model import Ticket
 from yourouter.metering.cost import period_label
 from yourouter.metering.ledger import UsageRecord
 from yourouter.pipeline.admission import key_scope, rate_headers
-from yourouter.pipeline.core import RETRYABLE_UPSTREAM, Pipeline, final_error, new_request_id
+from yourouter.pipeline.core import RETRYABLE_UPSTREAM, Pipeline, new_request_id, raise_final
 from yourouter.pricing import PriceBook
 from yourouter.providers.base import SEARCH, Provider
 from yourouter.routing.catalog import Catalog, Route
@@ -201,4 +201,4 @@ class SearchService:
             return cost
         if not errors:
             raise GatewayError(500, ErrorKind.GATEWAY, "No search engine could take the query.", code="no_engine")
-        raise final_error(errors)
+        raise_final(errors)
