@@ -142,13 +142,17 @@ class UsageLedger:
                 await asyncio.sleep(min(30.0, self._interval * 2**failures))
 
     async def flush(self) -> None:
-        """Write everything pending now. Rows are removed only after their batch is committed."""
-        while self._pending:
-            batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
+        """Write the rows pending when called (rows arriving meanwhile wait for the next flush, so a busy gateway
+        writes one batch per interval, not a stream of small ones). Rows are removed only after their batch is
+        committed."""
+        due = len(self._pending)
+        while due > 0 and self._pending:
+            batch = [self._pending[i] for i in range(min(self._batch_size, due, len(self._pending)))]
             await self._repository.insert_rows(COLUMNS, [_values(row) for row in batch])
             for _ in batch:
                 self._pending.popleft()
             self.written += len(batch)
+            due -= len(batch)
 
     async def replay(self) -> None:
         """Writes spilled rows to the database (those already there, by request id, are skipped); a file is
@@ -175,7 +179,8 @@ class UsageLedger:
                 await self._task
         for attempt in range(attempts):
             try:
-                await self.flush()
+                while self._pending:  # rows recorded while a flush ran are written too
+                    await self.flush()
                 return
             except Exception as exc:
                 log.error("usage flush at shutdown failed (attempt %d): %s", attempt + 1, exc)
