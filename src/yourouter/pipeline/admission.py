@@ -64,6 +64,10 @@ def format_reset(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
+_RATE_NAMES = {name: (f"x-ratelimit-limit-{name}".encode(), f"x-ratelimit-remaining-{name}".encode(),
+                      f"x-ratelimit-reset-{name}".encode()) for name in ("requests", "tokens")}
+
+
 def rate_headers(state: ScopeState | None) -> Headers:
     """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the windows the key has."""
     if state is None:
@@ -71,9 +75,9 @@ def rate_headers(state: ScopeState | None) -> Headers:
     headers: Headers = []
     for name, window in (("requests", state.requests), ("tokens", state.tokens)):
         if window is not None:
-            headers += [(f"x-ratelimit-limit-{name}".encode(), str(window.limit).encode()),
-                        (f"x-ratelimit-remaining-{name}".encode(), str(max(0, window.remaining)).encode()),
-                        (f"x-ratelimit-reset-{name}".encode(), format_reset(window.reset_s).encode())]
+            limit, remaining, reset = _RATE_NAMES[name]
+            headers += [(limit, b"%d" % window.limit), (remaining, b"%d" % max(0, window.remaining)),
+                        (reset, format_reset(window.reset_s).encode())]
     return headers
 
 

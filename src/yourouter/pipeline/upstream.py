@@ -13,11 +13,14 @@ import yarl
 
 from yourouter.providers.base import Provider
 
+_MAX_URLS = 4096
+
 
 class UpstreamPool:
     def __init__(self, providers: Iterable[Provider]) -> None:
         self._providers = {p.name: p for p in providers}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._urls: dict[str, yarl.URL] = {}  # a deployment's few URLs, parsed once (yarl costs ~3 us a parse)
 
     def session(self, provider: Provider) -> aiohttp.ClientSession:
         session = self._sessions.get(provider.name)
@@ -39,7 +42,12 @@ class UpstreamPool:
         if extra_headers:
             headers = {**headers, **extra_headers}
         # encoded=True: the URL is sent exactly as built (providers quote their path parts; SigV4 signs them as is)
-        return self.session(provider).post(yarl.URL(url, encoded=True), data=body, headers=headers)
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _MAX_URLS:  # URLs naming many models (Gemini, Bedrock): keep the cache bounded
+                self._urls.clear()
+            parsed = self._urls[url] = yarl.URL(url, encoded=True)
+        return self.session(provider).post(parsed, data=body, headers=headers)
 
     async def close(self) -> None:
         for session in self._sessions.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -132,11 +133,33 @@ class KeyRepository:
         return await self.by_id(key_id)
 
 
-def _sqlite_value(value: Any) -> Any:
-    # The text form SQLAlchemy's SQLite DateTime type reads back (UTC, no offset).
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+def _sqlite_datetime(value: dt.datetime) -> str:
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(dt.UTC)
+    return f"{_sqlite_second(value.replace(microsecond=0, tzinfo=None))}.{value.microsecond:06d}"
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_second(second: dt.datetime) -> str:
+    """A batch's rows share a few seconds: each is formatted once."""
+    return second.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _sqlite_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Rows with their datetime values as SQLite text. A column holds one type or None, so only the columns that
+    are a datetime or None in the first row are looked at."""
+    where = [i for i, value in enumerate(rows[0]) if value is None or isinstance(value, dt.datetime)]
+    if not where:
+        return [tuple(row) for row in rows]
+    converted = []
+    for row in rows:
+        values = list(row)
+        for i in where:
+            value = values[i]
+            if isinstance(value, dt.datetime):
+                values[i] = _sqlite_datetime(value)
+        converted.append(tuple(values))
+    return converted
 
 
 class UsageRepository:
@@ -157,7 +180,7 @@ class UsageRepository:
         names = ", ".join(columns)
         if self._engine.dialect.name == "sqlite":
             marks = ", ".join("?" for _ in columns)
-            rows = [tuple(_sqlite_value(v) for v in row) for row in rows]
+            rows = _sqlite_rows(rows)
         else:
             marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         async with self._engine.begin() as conn:
