@@ -13,22 +13,19 @@ flight, on uvloop), after a warm-up:
                   what the pipeline calls for a limited key (token estimate, Decimal reservation from the price
                   book, the Charge, the engine, the x-ratelimit-* headers)
   free            Admission.admit for a key without limits (returns None: the free key's whole cost)
-  ping (Redis)    one PING through the same redis-py client: the floor of a round trip (redis-py + loopback)
+  ping (Redis)    one PING through the backend's own client: the floor of a round trip (client + loopback)
   server (Redis)  Redis's own time executing EVALSHA per call (INFO commandstats before/after; shared Redis:
                   other clients' scripts during the loop would count too)
 
 and, for Redis, the same admission cycle with --concurrency loops at once: throughput and this process's CPU per
 cycle (the gateway CPU a cycle costs when requests overlap, as at c=10/50).
 
-For Redis the same measurements are repeated (unless --no-alternatives) with the product's `RedisLimitBackend`
-over two other clients, to size what the client costs (nothing here changes the product):
+For Redis the same measurements are repeated (unless --no-alternatives) with the backend as it was before its
+own client (`resp.RespClient`) replaced redis-py, to size what the client costs:
 
-  redis-nowait    redis-py with a plain `ConnectionPool` and no socket timeouts (the product uses a
-                  `BlockingConnectionPool` with `socket_timeout`: on Python 3.11 every send then goes through
-                  `asyncio.wait_for`, a new Task per command, and every pool checkout through a Condition + timeout)
-  redis-lean      `LeanRedis` below: a ~60-line prototype RESP client (one connection, requests pipelined with a
-                  FIFO of futures, hiredis parsing, EVALSHA with SCRIPT LOAD on NOSCRIPT; no timeouts, no
-                  reconnection: a sizing prototype, not production code)
+  redis-py        `RedisLimitBackend` of --baseline-ref (default c399b26, the last on redis-py: a
+                  `BlockingConnectionPool` with `socket_timeout`), its source read with `git show` and loaded as a
+                  module beside the installed package (skipped with a note when git or the ref is unavailable)
 
 Each call is timed with perf_counter_ns around its await; figures are median / p90 / p99 in microseconds, and CPU
 per cycle (time.process_time over the loop / cycles). --rounds passes over the clients, in an order rotating by one
@@ -40,16 +37,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
-from collections import deque
+import types
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from yourouter.auth.keys import KeyStore
 from yourouter.config import load_settings
@@ -64,84 +61,27 @@ BODY = b'{"model":"m","messages":[{"role":"user","content":"limits-bench 0000000
 TOKENS, COST = 32, Decimal("0.00023")  # the mock's usage (12 + 20 tokens) at the config's price
 
 
-class _LeanProtocol(asyncio.Protocol):
-    def __init__(self) -> None:
-        import hiredis
-
-        self.reader = hiredis.Reader(encoding="utf-8")
-        self.waiters: deque[asyncio.Future] = deque()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while (reply := self.reader.gets()) is not False:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                if isinstance(reply, Exception):
-                    fut.set_exception(reply)
-                else:
-                    fut.set_result(reply)
-
-    def connection_lost(self, exc) -> None:  # type: ignore[no-untyped-def]
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_exception(ConnectionError("connection lost"))
+def load_baseline(ref: str) -> type | None:
+    """`RedisLimitBackend` as of `ref` (read with `git show`, loaded as its own module), or None."""
+    path = "src/yourouter/limits/redis.py"
+    done = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "show", f"{ref}:{path}"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"no redis-py baseline ({ref}:{path}): {done.stderr.strip()}", file=sys.stderr)
+        return None
+    module = types.ModuleType("yourouter.limits._redis_py_baseline")
+    sys.modules[module.__name__] = module
+    exec(compile(done.stdout, f"{ref}:{path}", "exec"), module.__dict__)
+    return module.RedisLimitBackend  # type: ignore[no-any-return]
 
 
-class _LeanScript:
-    def __init__(self, client: LeanRedis, script: str) -> None:
-        self.client, self.script = client, script
-        self.sha = hashlib.sha1(script.encode()).hexdigest()
-
-    async def __call__(self, keys=(), args=()):  # type: ignore[no-untyped-def]
-        try:
-            return await self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        except Exception as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-            await self.client.execute("SCRIPT", "LOAD", self.script)
-            return await self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-
-
-class LeanRedis:
-    """Just what RedisLimitBackend calls (register_script, aclose), plus ping; one pipelined connection."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.proto: _LeanProtocol | None = None
-
-    async def connect(self) -> LeanRedis:
-        _, self.proto = await asyncio.get_running_loop().create_connection(_LeanProtocol, self.host, self.port)
-        return self
-
-    def execute(self, *args) -> asyncio.Future:  # type: ignore[no-untyped-def]
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            parts.append(b"$%d\r\n%b\r\n" % (len(b), b))
-        proto = self.proto
-        assert proto is not None and proto.transport is not None
-        proto.transport.write(b"".join(parts))
-        fut = asyncio.get_running_loop().create_future()
-        proto.waiters.append(fut)
-        return fut
-
-    def register_script(self, script: str) -> _LeanScript:
-        return _LeanScript(self, script)
-
-    async def ping(self):  # type: ignore[no-untyped-def]
-        return await self.execute("PING")
-
-    async def delete(self, *names):  # type: ignore[no-untyped-def]
-        return await self.execute("DEL", *names)
-
-    async def aclose(self) -> None:
-        if self.proto is not None and self.proto.transport is not None:
-            self.proto.transport.close()
+def ping_of(backend):  # type: ignore[no-untyped-def]
+    """One PING through the backend's own client (None for the in-process backend)."""
+    if hasattr(backend, "_client"):  # resp.RespClient
+        return lambda: backend._client.execute("PING")
+    if hasattr(backend, "_redis"):  # redis-py
+        return backend._redis.ping
+    return None
 
 
 class ZeroSpend:
@@ -188,7 +128,7 @@ def new_timings() -> dict[str, list[int]]:
 
 
 async def measure(name: str, backend, admission: Admission, key, free_key, routes,  # type: ignore[no-untyped-def]
-                  iterations: int, warmup: int, concurrency: int, redis_client=None,  # type: ignore[no-untyped-def]
+                  iterations: int, warmup: int, concurrency: int, ping=None,  # type: ignore[no-untyped-def]
                   server_stats=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
     out: dict[str, object] = {}
     limits, budget = admission.limits_of(key)
@@ -243,13 +183,13 @@ async def measure(name: str, backend, admission: Admission, key, free_key, route
         t["admit"].append(time.perf_counter_ns() - a)
     out["free"] = {"admit": summary(t["admit"])}
 
-    if redis_client is not None:
+    if ping is not None:
         pings: list[int] = []
         for _ in range(warmup):
-            await redis_client.ping()
+            await ping()
         for _ in range(iterations):
             a = time.perf_counter_ns()
-            await redis_client.ping()
+            await ping()
             pings.append(time.perf_counter_ns() - a)
         out["ping"] = summary(pings)
 
@@ -293,25 +233,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     clients: list[tuple[str, Any]] = [("memory", lambda: MemoryLimitBackend(ZeroSpend()))]
     prefix = f"yr-bench-micro-{os.getpid()}-{int(time.time())}:"
     if args.redis:
-        from redis.asyncio import ConnectionPool, Redis
+        from redis.asyncio import Redis
 
         from yourouter.limits.redis import RedisLimitBackend
 
         results["redis_prefix"] = prefix
         clients.append(("redis", lambda: RedisLimitBackend.connect(args.redis, ZeroSpend(), prefix=prefix)))
-        if not args.no_alternatives:
-            url = urlsplit(args.redis)
-
-            async def lean() -> RedisLimitBackend:
-                client = await LeanRedis(url.hostname or "127.0.0.1", url.port or 6379).connect()
-                return RedisLimitBackend(client, ZeroSpend(), prefix=prefix)  # type: ignore[arg-type]
-
-            clients += [
-                ("redis-nowait", lambda: RedisLimitBackend(
-                    Redis(connection_pool=ConnectionPool.from_url(args.redis, max_connections=64,
-                                                                  decode_responses=True)),
-                    ZeroSpend(), prefix=prefix)),
-                ("redis-lean", lean)]
+        baseline = None if args.no_alternatives else load_baseline(args.baseline_ref)
+        if baseline is not None:
+            results["baseline_ref"] = args.baseline_ref
+            clients.append(("redis-py", lambda: baseline.connect(args.redis, ZeroSpend(), prefix=prefix)))
     server_stats = None
     if args.redis:
         import redis as redis_sync
@@ -330,12 +261,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                 backend = make()
                 if asyncio.iscoroutine(backend):
                     backend = await backend
-                redis_client = getattr(backend, "_redis", None)
                 try:
                     per_round[name].append(await measure(
                         f"{name}-{rnd}", backend, admission_for(backend), key, free_key, routes,
                         args.iterations * (4 if name == "memory" else 1), args.warmup,
-                        1 if name == "memory" else args.concurrency, redis_client=redis_client,
+                        1 if name == "memory" else args.concurrency, ping=ping_of(backend),
                         server_stats=server_stats if name != "memory" else None))
                 finally:
                     await backend.close()
@@ -379,7 +309,9 @@ def main() -> int:
                    "(2000)")
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--concurrency", type=int, default=10, help="concurrent admission loops for Redis (10)")
-    p.add_argument("--no-alternatives", action="store_true", help="only the product's Redis client")
+    p.add_argument("--no-alternatives", action="store_true", help="only the product's Redis backend")
+    p.add_argument("--baseline-ref", default="c399b26", help="git revision whose RedisLimitBackend (on redis-py) "
+                   "is measured beside the product's (c399b26)")
     p.add_argument("--rounds", type=int, default=3, help="rounds over the clients, in a rotating order; figures are "
                    "medians over rounds (3)")
     p.add_argument("--json", help="also write the result here")

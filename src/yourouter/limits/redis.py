@@ -1,7 +1,8 @@
 """The Redis backend: one shared set of counters for any number of gateway processes and hosts.
 
 Every admission is one Lua script over all of its scopes' keys (all or nothing), every settlement one more: one
-round trip each, by EVALSHA (redis-py loads the script on the first NOSCRIPT, e.g. after a Redis restart). The first
+round trip each, by EVALSHA through the lean pipelined client of `resp.py` (not redis-py: see there why), which
+loads the script again on NOSCRIPT, e.g. after a Redis restart. Key names are encoded once per scope. The first
 request of a budget period takes two more (the script reports the missing counter; the ledger is read; the script
 runs again with the value). The time is the caller's clock, passed in as an argument (so tests can move it; hosts
 sharing a Redis should keep their clocks in sync, as a skew of d seconds shifts their windows by d); key TTLs are
@@ -30,13 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
-
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
 
 from yourouter.limits.model import (
     Budget,
@@ -59,44 +59,86 @@ from yourouter.limits.periods import (
     reserve_nanos,
     to_nanos,
 )
+from yourouter.limits.resp import Bulk, RespClient, RespError, bulk, bulk_int, bulk_str, command
 from yourouter.limits.scripts import ADD_SPEND, ADMIT, SETTLE
 from yourouter.limits.windows import Failure, pick_failure
 
 SPEND_GRACE_S = 7 * 86400  # a finished period's counter stays this long (late settlements, reports)
+_CACHE_MAX = 10_000  # encoded key names and budget limits kept; all dropped at once beyond (bounded memory)
+_EMPTY, _ZERO, _ONE, _NONE = bulk(""), bulk(0), bulk(1), bulk(-1)
+_DEL = bulk("DEL")
+
+
+@dataclass(slots=True)
+class _ScopeKeys:
+    """One scope's key names, encoded once."""
+
+    prefix: str
+    scope: str
+    rpm: Bulk
+    tpm: Bulk
+    inflight: Bulk
+    reserved: Bulk
+    periods: dict[str, tuple[Bulk, Bulk]] = field(default_factory=dict)  # period -> spend counter, its init lock
+    limits: Limits | None = None  # the limits last charged here, and their three script arguments
+    encoded_limits: tuple[Bulk, Bulk, Bulk] = (_NONE, _NONE, _NONE)
+
+    @classmethod
+    def of(cls, prefix: str, scope: str) -> _ScopeKeys:
+        return cls(prefix, scope, bulk_str(f"{prefix}rpm:{scope}"), bulk_str(f"{prefix}tpm:{scope}"),
+                   bulk_str(f"{prefix}inflight:{scope}"), bulk_str(f"{prefix}reserved:{scope}"))
+
+    def spend(self, period: str) -> tuple[Bulk, Bulk]:
+        pair = self.periods.get(period)
+        if pair is None:
+            if len(self.periods) >= 8:  # yesterday's and last month's names
+                self.periods.clear()
+            pair = self.periods[period] = (bulk_str(f"{self.prefix}spend:{period}:{self.scope}"),
+                                           bulk_str(f"{self.prefix}spendlock:{period}:{self.scope}"))
+        return pair
+
+    def limit_args(self, limits: Limits) -> tuple[Bulk, Bulk, Bulk]:
+        """rpm, tpm and max concurrency as script arguments (-1: none); a scope's limits rarely change."""
+        if limits is not self.limits and limits != self.limits:
+            self.limits = limits
+            self.encoded_limits = (_int_or_none(limits.rpm), _int_or_none(limits.tpm),
+                                   _int_or_none(limits.max_concurrency))
+        return self.encoded_limits
 
 
 class RedisLimitBackend:
-    def __init__(self, client: Redis, spend: SpendSource, *, prefix: str = "yr:",
+    def __init__(self, client: RespClient, spend: SpendSource, *, prefix: str = "yr:",
                  clock: Callable[[], float] = time.time, inflight_ttl_s: float = 900.0,
                  init_lock_s: float = 5.0, init_wait_s: float = 10.0) -> None:
-        self._redis = client
+        self._client = client
         self._spend_source = spend
         self._prefix = prefix
         self._clock = clock
         self._ttl_ms = int(inflight_ttl_s * 1000)
-        self._lock_ms = int(init_lock_s * 1000)
+        self._lock_ms = bulk(int(init_lock_s * 1000))
         self._init_wait_s = init_wait_s
         self._calendar = PeriodCalendar()
-        self._admit = client.register_script(ADMIT)
-        self._settle = client.register_script(SETTLE)
-        self._add_spend = client.register_script(ADD_SPEND)
-        self._loading: dict[str, asyncio.Future[int]] = {}  # spend key -> this instance's ledger read in progress
+        self._admit = client.script(ADMIT)
+        self._settle = client.script(SETTLE)
+        self._add_spend = client.script(ADD_SPEND)
+        self._scopes: dict[str, _ScopeKeys] = {}
+        self._limits: dict[Decimal, Bulk] = {}  # budget limit (USD) -> nano-USD
+        self._loading: dict[Bulk, asyncio.Future[int]] = {}  # spend key -> this instance's ledger read in progress
 
     @classmethod
     def connect(cls, url: str, spend: SpendSource, *, prefix: str = "yr:", max_connections: int = 64,
                 timeout_s: float = 2.0, **options: Any) -> RedisLimitBackend:
         """A backend on `url` (redis://, rediss://, unix://). Connects lazily: an unreachable Redis shows as
-        `LimitBackendUnavailable` from the calls, never here. `options` go to the constructor."""
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout_s, socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s, decode_responses=True)
-        return cls(Redis.from_pool(pool), spend, prefix=prefix, **options)
+        `LimitBackendUnavailable` from the calls, never here. `timeout_s` bounds connecting and every call.
+        `max_connections` is accepted for compatibility and unused: calls are pipelined over one connection.
+        `options` go to the constructor."""
+        return cls(RespClient.from_url(url, timeout_s=timeout_s), spend, prefix=prefix, **options)
 
     async def admit(self, request_id: str, charges: Sequence[Charge]) -> Ticket:
         charges = tuple(charges)
         if not request_id:
             raise ValueError("a request id is required")
-        if len({c.scope for c in charges}) != len(charges):
+        if len(charges) > 1 and len({c.scope for c in charges}) != len(charges):
             raise ValueError("each scope may be charged once per request")
         reply, spans, now = await self._run_admit(request_id, charges, dry=False)
         tag = reply[0]
@@ -116,23 +158,30 @@ class RedisLimitBackend:
         return Ticket(request_id, charges, self._states(charges, reply[1]), period_keys, now)
 
     async def settle(self, ticket: Ticket, tokens: int, cost_usd: Decimal) -> None:
-        now = self._clock()
-        cost = to_nanos(cost_usd)
-        keys: list[str] = []
-        args: list[str | int] = [repr(now), ticket.request_id, int(ticket.admitted_at), tokens, len(ticket.charges)]
+        now = math.floor(self._clock())  # the script only takes the second
+        cost = bulk_int(to_nanos(cost_usd)) if cost_usd else _ZERO
+        keys: list[Bulk] = []
+        args = [bulk_int(now), bulk_str(ticket.request_id), bulk_int(int(ticket.admitted_at)), bulk_int(tokens),
+                bulk_int(len(ticket.charges))]
         for charge in ticket.charges:
-            period = ticket.period_keys.get(charge.scope, "lifetime")
-            keys += [self._key("tpm", charge.scope), self._key("inflight", charge.scope),
-                     self._key("reserved", charge.scope), self._key(f"spend:{period}", charge.scope)]
-            args += [1 if charge.limits.tpm is not None else 0, charge.tokens,
-                     cost if charge.scope in ticket.period_keys else -1]
-        await self._call(self._settle(keys=keys, args=args))
+            scope = self._scope(charge.scope)
+            period = ticket.period_keys.get(charge.scope)
+            keys += (scope.tpm, scope.inflight, scope.reserved, scope.spend(period or "lifetime")[0])
+            args += (_ONE if charge.limits.tpm is not None else _ZERO, bulk_int(charge.tokens),
+                     _NONE if period is None else cost)
+        try:
+            await self._settle(keys, args)
+        except RespError as exc:
+            raise _unavailable(exc) from exc
 
     async def record_spend(self, scope: str, budget: Budget, cost_usd: Decimal, at: float) -> None:
         if not cost_usd:
             return
         period = self._calendar.span(budget, at).key
-        await self._call(self._add_spend(keys=[self._key(f"spend:{period}", scope)], args=[to_nanos(cost_usd)]))
+        try:
+            await self._add_spend([self._scope(scope).spend(period)[0]], [bulk_int(to_nanos(cost_usd))])
+        except RespError as exc:
+            raise _unavailable(exc) from exc
 
     async def state(self, scope: str, limits: Limits, budget: Budget | None) -> ScopeState:
         charge = Charge(scope, limits, budget=budget)
@@ -142,31 +191,35 @@ class RedisLimitBackend:
     async def close(self) -> None:
         for task in list(self._loading.values()):
             task.cancel()
-        await self._redis.aclose()
+        await self._client.close()
 
     async def _run_admit(self, request_id: str, charges: tuple[Charge, ...],
                          dry: bool) -> tuple[list[Any], list[PeriodSpan | None], float]:
         """Run the admission script until no budget counter is missing (normally once)."""
-        initial: dict[str, int] = {}  # spend key -> nano-USD from the ledger, for the script to set if absent
+        initial: dict[Bulk, int] = {}  # spend key -> nano-USD from the ledger, for the script to set if absent
         deadline = None
         while True:
             now = self._clock()
             spans = [None if c.budget is None else self._calendar.span(c.budget, now) for c in charges]
-            keys: list[str] = []
-            args: list[str | int] = [repr(now), request_id, int(now * 1000) + self._ttl_ms, self._lock_ms,
-                                     1 if dry else 0, len(charges)]
+            keys: list[Bulk] = []
+            args = [bulk(now), bulk_str(request_id), bulk_int(int(now * 1000) + self._ttl_ms), self._lock_ms,
+                    _ONE if dry else _ZERO, bulk_int(len(charges))]
             for charge, span in zip(charges, spans, strict=True):
                 limits, budget = charge.limits, charge.budget
-                spend_key = self._key(f"spend:{span.key if span else 'lifetime'}", charge.scope)
-                keys += [self._key("rpm", charge.scope), self._key("tpm", charge.scope),
-                         self._key("inflight", charge.scope), self._key("reserved", charge.scope), spend_key,
-                         self._key(f"spendlock:{span.key if span else 'lifetime'}", charge.scope)]
+                scope = self._scope(charge.scope)
+                spend_key, lock_key = scope.spend(span.key if span else "lifetime")
+                keys += (scope.rpm, scope.tpm, scope.inflight, scope.reserved, spend_key, lock_key)
                 lifetime = 0 if span is None or budget is None or budget.period is None else max(
                     1, int(span.end_ts + SPEND_GRACE_S - now))
-                args += [_or_none(limits.rpm), _or_none(limits.tpm), _or_none(limits.max_concurrency),
-                         charge.tokens, -1 if budget is None else limit_nanos(budget.limit_usd),
-                         reserve_nanos(charge.reserve_usd), lifetime, initial.get(spend_key, "")]
-            reply = cast(list[Any], await self._call(self._admit(keys=keys, args=args)))
+                loaded = initial.get(spend_key)
+                args += scope.limit_args(limits)
+                args += (bulk_int(charge.tokens), _NONE if budget is None else self._limit_nanos(budget.limit_usd),
+                         bulk_int(reserve_nanos(charge.reserve_usd)) if charge.reserve_usd else _ZERO,
+                         bulk_int(lifetime), _EMPTY if loaded is None else bulk_int(loaded))
+            try:
+                reply = cast(list[Any], await self._admit(keys, args))
+            except RespError as exc:
+                raise _unavailable(exc) from exc
             if reply[0] != "init":
                 return reply, spans, now
             deadline = deadline if deadline is not None else time.monotonic() + self._init_wait_s
@@ -189,17 +242,17 @@ class RedisLimitBackend:
                     raise LimitBackendUnavailable("budget spend counters were not initialised in time")
                 await asyncio.sleep(0.02)
 
-    async def _read_ledger(self, scope: str, span: PeriodSpan, lock_key: str) -> int:
+    async def _read_ledger(self, scope: str, span: PeriodSpan, lock_key: Bulk) -> int:
         try:
             return to_nanos(await self._spend_source.committed_spend(scope, span.start))
         except Exception:
             try:
-                await self._redis.delete(lock_key)  # let the next caller try at once
-            except RedisError:
+                await self._client.execute_encoded(command(_DEL, lock_key))  # let the next caller try at once
+            except RespError:
                 pass  # the lock expires by itself
             raise
 
-    def _loaded(self, spend_key: str, task: asyncio.Future[int]) -> None:
+    def _loaded(self, spend_key: Bulk, task: asyncio.Future[int]) -> None:
         self._loading.pop(spend_key, None)
         if not task.cancelled():
             task.exception()  # retrieved here so a failure nobody awaits any more is not logged as lost
@@ -218,16 +271,26 @@ class RedisLimitBackend:
             )
         return states
 
-    def _key(self, kind: str, scope: str) -> str:
-        return f"{self._prefix}{kind}:{scope}"
+    def _scope(self, scope: str) -> _ScopeKeys:
+        keys = self._scopes.get(scope)
+        if keys is None:
+            if len(self._scopes) >= _CACHE_MAX:
+                self._scopes.clear()
+            keys = self._scopes[scope] = _ScopeKeys.of(self._prefix, scope)
+        return keys
 
-    @staticmethod
-    async def _call(awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except RedisError as exc:
-            raise LimitBackendUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+    def _limit_nanos(self, usd: Decimal) -> Bulk:
+        nanos = self._limits.get(usd)
+        if nanos is None:
+            if len(self._limits) >= _CACHE_MAX:
+                self._limits.clear()
+            nanos = self._limits[usd] = bulk_int(limit_nanos(usd))
+        return nanos
 
 
-def _or_none(value: int | None) -> int:
-    return -1 if value is None else value
+def _int_or_none(value: int | None) -> Bulk:
+    return _NONE if value is None else bulk_int(value)
+
+
+def _unavailable(exc: RespError) -> LimitBackendUnavailable:
+    return LimitBackendUnavailable(f"Redis: {type(exc).__name__}: {exc}")
