@@ -8,7 +8,8 @@
 # Writes bench/results/profile-<stamp>/{profile.txt (collapsed stacks), profile.svg, summary.txt, wrk.txt, *.log}.
 # Needs what bench/run.sh installs (run that once first) and py-spy (installed into $BENCH_VENV).
 # Environment: SHARED_BENCH, YOUROUTER_VENV, YOUROUTER_REF, BENCH_VENV as in run.sh; PROFILE_CONC (50), PROFILE_SECONDS (20),
-# PROFILE_RATE (samples/s, 200), PROFILE_PORT (15300), PROFILE_MOCK_PORT (18100), PROFILE_NATIVE=1 (C frames too).
+# PROFILE_RATE (samples/s, 200), PROFILE_PORT (15300), PROFILE_MOCK_PORT (18100), PROFILE_NATIVE=1 (C frames too),
+# PROFILE_CONFIG (bench/yourouter.yaml; bench/yourouter-full.yaml = limits + budget, YR_LIMITS_BACKEND picks the backend).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -39,7 +40,7 @@ if [[ "${PROFILE_TARGET:-yourouter}" == floor ]]; then
   UPSTREAM_FAST="$MOCK_FAST_URL" UPSTREAM_KEY=sk-upstream-fixed \
     taskset -c 1 "$BENCH_VENV/bin/python" "$SHARED_BENCH/floor_proxy.py" --port "$PORT" >"$OUT/floor.log" 2>&1 &
 else
-  taskset -c 1 "$YOUROUTER_VENV/bin/yourouter" serve --config "$HERE/yourouter.yaml" --port "$PORT" --log-level "$level" \
+  taskset -c 1 "$YOUROUTER_VENV/bin/yourouter" serve --config "${PROFILE_CONFIG:-$HERE/yourouter.yaml}" --port "$PORT" --log-level "$level" \
     >"$OUT/yourouter.log" 2>&1 &
 fi
 gw=$!; pids+=($gw)

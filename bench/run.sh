@@ -17,6 +17,7 @@
 #                    while the benchmark runs cannot change or break what is measured
 #   LITELLM_VENV, PORTKEY_DIR, BENCH_VENV        peers and the mock's venv, as in setup_peers.sh
 #                                                (defaults /tmp/litellm-venv, /tmp/portkey, /tmp/bench-venv)
+#   YOUROUTER_REDIS_URL  the Redis of [yourouter-redis] (default redis://127.0.0.1:6379/0)
 #   SKIP_INSTALL=1   install nothing
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,6 +40,7 @@ if [[ -n "${YOUROUTER_REF:-}" ]]; then
   fi
 fi
 export YOUROUTER_BENCH_STATE="${YOUROUTER_BENCH_STATE:-$HERE/results/state}"
+export YOUROUTER_REDIS_URL="${YOUROUTER_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export LITELLM_VENV="${LITELLM_VENV:-/tmp/litellm-venv}"
 export PORTKEY_DIR="${PORTKEY_DIR:-/tmp/portkey}"
 export BENCH_VENV="${BENCH_VENV:-/tmp/bench-venv}"
