@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yourouter.asgi import ASGIApp, Message, PathRouter, Receive, Request, Scope, Send, send_bytes, send_json
 from yourouter.auth.keys import KeyStore
 from yourouter.codecs import openai as openai_codec
-from yourouter.config import Settings, load_settings
+from yourouter.config import SETTINGS_ENV, Settings, load_settings
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.limits import build_backend
 from yourouter.metering.ledger import UsageLedger
@@ -50,7 +50,6 @@ access_log = logging.getLogger("yourouter.access")
 
 DEMO_PREFIX = "/_demo/upstream"
 #: Set by `yourouter serve --workers N` so every worker process gets the already-resolved settings.
-SETTINGS_ENV = "YOUROUTER_SETTINGS_JSON"
 
 
 class Gateway:

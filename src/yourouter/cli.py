@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from yourouter.config import ConfigError, Settings, load_settings, settings_from_mapping
+from yourouter.config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings_from_mapping
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="YouRouter: a self-hosted LLM API gateway.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage client keys (stored hashed in the database).")
@@ -89,7 +89,6 @@ def serve(
     """Start the gateway."""
     import uvicorn
 
-    from yourouter.app import Gateway
     from yourouter.observability.logs import configure_logging
 
     configure_logging(log_level)
@@ -130,11 +129,11 @@ def serve(
             await engine.dispose()
 
         asyncio.run(migrate_once())
-        from yourouter.app import SETTINGS_ENV
-
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("yourouter.app:app_from_environment", factory=True, workers=settings.workers, **options)
     else:
+        from yourouter.app import Gateway  # here: with workers, each worker process imports it itself
+
         try:
             gateway = Gateway(settings)
         except ConfigError as exc:  # e.g. a Bedrock deployment without botocore or AWS credentials

@@ -19,6 +19,9 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_OPENAI_MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3", "o4-mini",
                          "text-embedding-3-small", "text-embedding-3-large"]
 
+#: The environment variable that carries validated settings (JSON) to `serve --workers N`'s worker processes.
+SETTINGS_ENV = "YOUROUTER_SETTINGS_JSON"
+
 
 class ConfigError(Exception):
     """A configuration problem, phrased for a person: which key, what is wrong."""

@@ -92,18 +92,20 @@ async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, he
     await send_bytes(send, 200, body, [*headers, *_JSON])
 
 
-async def _events(response: aiohttp.ClientResponse, record: UsageRecord, started: float,
-                  splitter: StreamSplitter | None = None) -> AsyncIterator[bytes]:
-    """Complete events of the upstream body (SSE unless another splitter is given), as they arrive."""
+async def _batches(response: aiohttp.ClientResponse, record: UsageRecord, started: float,
+                   splitter: StreamSplitter | None = None) -> AsyncIterator[list[bytes]]:
+    """The complete events of each upstream read (SSE unless another splitter is given), as they arrive: what one
+    read brought goes to the client in one write (a 10,000-event burst is not 10,000 writes)."""
     splitter = splitter or SseSplitter()
     async for chunk in response.content.iter_any():
         if record.ttfb_ms is None:
             record.ttfb_ms = (time.perf_counter() - started) * 1000
-        for event in splitter.feed(chunk):
-            yield event
+        events = splitter.feed(chunk)
+        if events:
+            yield events
     last = splitter.last_event()
     if last:
-        yield last
+        yield [last]
 
 
 async def _guarded(record: UsageRecord, error_event: Callable[[GatewayError], bytes], send: Send,
@@ -129,12 +131,15 @@ async def relay_stream(send: Send, response: aiohttp.ClientResponse, headers: He
     record.status = response.status
 
     async def relay() -> None:
-        async for event in _events(response, record, started):
-            forwarded = tap.event(event)
-            if forwarded is not None:
-                if framing is not None:
-                    forwarded = framing.frame(forwarded)
-                await send({"type": "http.response.body", "body": forwarded, "more_body": True})
+        async for events in _batches(response, record, started):
+            out = []
+            for event in events:
+                forwarded = tap.event(event)
+                if forwarded is not None:
+                    out.append(forwarded if framing is None else framing.frame(forwarded))
+            if out:
+                await send({"type": "http.response.body", "body": out[0] if len(out) == 1 else b"".join(out),
+                            "more_body": True})
         tail = framing.close() if framing is not None else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -164,8 +169,8 @@ async def relay_translated_stream(send: Send, response: aiohttp.ClientResponse, 
         return b"".join(out)
 
     async def relay() -> None:
-        async for event in _events(response, record, started, splitter):
-            data = encode(decoder.feed(event))
+        async for events in _batches(response, record, started, splitter):
+            data = encode([decoded for event in events for decoded in decoder.feed(event)])
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         tail = encode(decoder.close()) + encoder.close()

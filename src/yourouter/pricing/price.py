@@ -45,11 +45,18 @@ class Price:
     def cost(self, usage: Usage | None = None, queries: int = 0) -> Decimal:
         """The exact USD cost of `usage` plus `queries` billed calls. Cached tokens are part of `prompt_tokens`
         (the IR's convention) and bill at `cached_input` when set, else at `input`."""
-        total = self.per_query * queries
+        total = self.per_query * queries if queries else ZERO
         if usage is None:
             return total
-        cached = min(max(usage.cached_tokens, 0), max(usage.prompt_tokens, 0))
-        fresh = max(usage.prompt_tokens, 0) - cached
-        cached_rate = self.input if self.cached_input is None else self.cached_input
-        tokens = fresh * self.input + cached * cached_rate + max(usage.completion_tokens, 0) * self.output
+        prompt, completion, cached = usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+        if prompt < 0:
+            prompt = 0
+        if completion < 0:
+            completion = 0
+        if cached <= 0:  # the common case: no cached tokens
+            tokens = prompt * self.input + completion * self.output
+        else:
+            cached = min(cached, prompt)
+            cached_rate = self.input if self.cached_input is None else self.cached_input
+            tokens = (prompt - cached) * self.input + cached * cached_rate + completion * self.output
         return total + tokens / _PER_MILLION
