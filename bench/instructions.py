@@ -42,7 +42,8 @@ def venv_for(ref: str | None) -> Path:
     sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", f"{ref}^{{commit}}"], check=True,
                          capture_output=True, text=True).stdout.strip()
     venv = Path(tempfile.gettempdir()) / f"yourouter-bench-{sha}"
-    if subprocess.run([str(venv / "bin" / "python"), "-c", "import yourouter"], capture_output=True).returncode:
+    python = venv / "bin" / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", "import yourouter"], capture_output=True).returncode:
         with tempfile.TemporaryDirectory() as src:
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha], check=True, capture_output=True)
             subprocess.run(["tar", "-x", "-C", src], input=archive.stdout, check=True)

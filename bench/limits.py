@@ -453,8 +453,8 @@ def micro_table(micro: dict) -> list[str]:
     lines = ["| backend | measured | admit p50 | settle p50 | admit+settle p50 | p99 | CPU per cycle | "
              "Redis's time per script |",
              "|---|---|---|---|---|---|---|---|"]
-    names = {"memory": "memory", "redis": "redis", "redis-nowait": "redis: redis-py, plain pool, no socket timeouts",
-             "redis-lean": "redis: prototype pipelined RESP client"}
+    names = {"memory": "memory", "redis": "redis (limits/resp.py client)",
+             "redis-py": "redis: the previous backend on redis-py (c399b26), same run"}
     for b in names:
         d = micro.get(b)
         if not d:
