@@ -44,6 +44,7 @@ from yourouter.metering.ledger import UsageLedger, UsageRecord
 from yourouter.observability.logs import AccessLog
 from yourouter.pipeline.admission import Admission, key_scope, rate_headers
 from yourouter.pipeline.guard import RequestGuard
+from yourouter.pipeline.http1 import Http1Response
 from yourouter.pipeline.media import InlineImages
 from yourouter.pipeline.relay import (
     relay_body,
@@ -540,7 +541,7 @@ def raise_final(errors: list[GatewayError]) -> NoReturn:
         del failure
 
 
-async def _upstream_failure(provider: Provider, response: aiohttp.ClientResponse) -> GatewayError:
+async def _upstream_failure(provider: Provider, response: Http1Response) -> GatewayError:
     """An upstream error that another deployment might not have, phrased without the upstream's secrets."""
     await response.read()
     status = response.status
@@ -555,7 +556,7 @@ async def _upstream_failure(provider: Provider, response: aiohttp.ClientResponse
                         code="upstream_error")
 
 
-async def _translated_client_error(provider_codec: DialectCodec, response: aiohttp.ClientResponse) -> GatewayError:
+async def _translated_client_error(provider_codec: DialectCodec, response: Http1Response) -> GatewayError:
     """A 4xx the request caused, from an upstream of another dialect: its message, in the client's envelope."""
     body = await response.read()
     message = (provider_codec.upstream_error_message(body)

@@ -17,6 +17,7 @@ from yourouter.ir.chat import ChatRequest, EmbeddingRequest, StreamError, UsageU
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.ir.usage import Usage
 from yourouter.metering.ledger import UsageRecord
+from yourouter.pipeline.http1 import Http1Response
 
 if TYPE_CHECKING:
     from yourouter.codecs import (
@@ -40,7 +41,7 @@ def _apply_usage(record: UsageRecord, usage: Usage | None) -> None:
         record.cached_tokens = usage.cached_tokens
 
 
-async def relay_body(send: Send, response: aiohttp.ClientResponse, headers: Headers, record: UsageRecord,
+async def relay_body(send: Send, response: Http1Response, headers: Headers, record: UsageRecord,
                      started: float, provider_codec: DialectCodec,
                      accepted: Callable[[bytes], Awaitable[bytes]] | None = None) -> None:
     """`accepted`, when given, sees a successful body before the client does (and may replace it)."""
@@ -57,7 +58,7 @@ async def relay_body(send: Send, response: aiohttp.ClientResponse, headers: Head
     await send_bytes(send, status, body, [*headers, (b"content-type", content_type)])
 
 
-async def _json_object(response: aiohttp.ClientResponse, record: UsageRecord, started: float) -> dict[str, Any]:
+async def _json_object(response: Http1Response, record: UsageRecord, started: float) -> dict[str, Any]:
     body = await response.read()
     record.ttfb_ms = (time.perf_counter() - started) * 1000
     try:
@@ -70,7 +71,7 @@ async def _json_object(response: aiohttp.ClientResponse, record: UsageRecord, st
     return payload
 
 
-async def relay_translated_embeddings(send: Send, response: aiohttp.ClientResponse, headers: Headers,
+async def relay_translated_embeddings(send: Send, response: Http1Response, headers: Headers,
                                       record: UsageRecord, started: float, provider_codec: EmbeddingsCodec,
                                       client_codec: EmbeddingsCodec, request: EmbeddingRequest) -> None:
     answer = provider_codec.decode_embeddings_response(await _json_object(response, record, started))
@@ -82,7 +83,7 @@ async def relay_translated_embeddings(send: Send, response: aiohttp.ClientRespon
     await send_bytes(send, 200, body, [*headers, *_JSON])
 
 
-async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, headers: Headers,
+async def relay_translated_body(send: Send, response: Http1Response, headers: Headers,
                                 record: UsageRecord, started: float, provider_codec: DialectCodec,
                                 client_codec: DialectCodec, request: ChatRequest) -> None:
     answer = provider_codec.decode_response(await _json_object(response, record, started))
@@ -92,7 +93,7 @@ async def relay_translated_body(send: Send, response: aiohttp.ClientResponse, he
     await send_bytes(send, 200, body, [*headers, *_JSON])
 
 
-async def _batches(response: aiohttp.ClientResponse, record: UsageRecord, started: float,
+async def _batches(response: Http1Response, record: UsageRecord, started: float,
                    splitter: StreamSplitter | None = None) -> AsyncIterator[list[bytes]]:
     """The complete events of each upstream read (SSE unless another splitter is given), as they arrive: what one
     read brought goes to the client in one write (a 10,000-event burst is not 10,000 writes)."""
@@ -122,7 +123,7 @@ async def _guarded(record: UsageRecord, error_event: Callable[[GatewayError], by
         await send({"type": "http.response.body", "body": error_event(error), "more_body": False})
 
 
-async def relay_stream(send: Send, response: aiohttp.ClientResponse, headers: Headers,
+async def relay_stream(send: Send, response: Http1Response, headers: Headers,
                        record: UsageRecord, started: float, tap: StreamTap,
                        error_event: Callable[[GatewayError], bytes], framing: Any = None) -> None:
     """Same dialect: forward complete SSE events as soon as they arrive (the tap may drop the usage chunk)."""
@@ -149,7 +150,7 @@ async def relay_stream(send: Send, response: aiohttp.ClientResponse, headers: He
         _apply_usage(record, tap.usage)
 
 
-async def relay_translated_stream(send: Send, response: aiohttp.ClientResponse, headers: Headers,
+async def relay_translated_stream(send: Send, response: Http1Response, headers: Headers,
                                   record: UsageRecord, started: float, decoder: StreamDecoder,
                                   encoder: StreamEncoder, splitter: StreamSplitter | None = None) -> None:
     """Another dialect: each upstream event becomes the client's events as it arrives."""

@@ -1,7 +1,9 @@
-"""Outbound HTTP: one aiohttp session (one keep-alive connection pool) per upstream deployment.
+"""Outbound HTTP. The request path (`post`) goes through `pipeline/http1.py`'s lean keep-alive client, one pool of
+connections per deployment and origin; everything off the hot path (video task polls, search engines) uses one
+aiohttp session per deployment (`session`).
 
-aiohttp rather than httpx: measured here, httpx's pool costs 15-20x more CPU per proxied request under
-concurrency (see docs/design.md and ../shared/bench/README.md).
+Neither is httpx: measured here, httpx's pool costs 15-20x more CPU per proxied request under concurrency than
+aiohttp's, and aiohttp's client ~3x more instructions than http1.py's (see docs/design.md, bench/README.md).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable
 import aiohttp
 import yarl
 
+from yourouter.pipeline.http1 import Http1Pool, Http1RequestContext, request_head
 from yourouter.providers.base import Provider
 
 _MAX_URLS = 4096
@@ -20,7 +23,9 @@ class UpstreamPool:
     def __init__(self, providers: Iterable[Provider]) -> None:
         self._providers = {p.name: p for p in providers}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._urls: dict[str, yarl.URL] = {}  # a deployment's few URLs, parsed once (yarl costs ~3 us a parse)
+        self._pools: dict[tuple[str, str, str, int | None], Http1Pool] = {}
+        # a deployment's few URLs, parsed once (yarl costs ~3 us a parse), with the pool that serves each
+        self._urls: dict[tuple[str, str], tuple[yarl.URL, Http1Pool]] = {}
 
     def session(self, provider: Provider) -> aiohttp.ClientSession:
         session = self._sessions.get(provider.name)
@@ -37,19 +42,39 @@ class UpstreamPool:
         return session
 
     def post(self, provider: Provider, url: str, body: bytes, extra_headers: dict[str, str] | None = None
-             ) -> aiohttp.client._RequestContextManager:
+             ) -> Http1RequestContext:
+        """`async with upstream.post(...) as response` (or `__aenter__`/`__aexit__`): POST `body` to `url` with
+        the provider's credentials. The URL is sent exactly as built (providers quote their path parts; SigV4
+        signs them as is)."""
         headers = provider.headers(url, body)
         if extra_headers:
             headers = {**headers, **extra_headers}
-        # encoded=True: the URL is sent exactly as built (providers quote their path parts; SigV4 signs them as is)
-        parsed = self._urls.get(url)
-        if parsed is None:
+        known = self._urls.get((provider.name, url))
+        if known is None:
             if len(self._urls) >= _MAX_URLS:  # URLs naming many models (Gemini, Bedrock): keep the cache bounded
                 self._urls.clear()
-            parsed = self._urls[url] = yarl.URL(url, encoded=True)
-        return self.session(provider).post(parsed, data=body, headers=headers)
+            parsed = yarl.URL(url, encoded=True)
+            known = self._urls[(provider.name, url)] = (parsed, self._pool(provider, parsed))
+        parsed, pool = known
+        return Http1RequestContext(pool, request_head(parsed, pool.host_header, headers, len(body)), body)
+
+    def _pool(self, provider: Provider, url: yarl.URL) -> Http1Pool:
+        if url.scheme not in ("http", "https"):
+            raise ValueError(f"unsupported upstream URL scheme: {url.scheme!r}")
+        key = (provider.name, url.scheme, url.raw_host or "", url.port)
+        pool = self._pools.get(key)
+        if pool is None:  # created lazily, inside the running loop
+            config = provider.config
+            pool = self._pools[key] = Http1Pool(
+                url, limit=config.max_connections, connect_timeout_s=config.connect_timeout_s,
+                read_timeout_s=config.read_timeout_s, total_timeout_s=config.total_timeout_s)
+        return pool
 
     async def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        self._urls.clear()
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
