@@ -159,8 +159,10 @@ class _Connection(asyncio.Protocol):
         self._response: Http1Response | None = None
         self._got_bytes = False
         self._keep_alive = True
+        self._interim = False
         self._paused = False
         self._last_data = 0.0
+        self.deadline: float | None = None  # the request's total timeout, when the deployment sets one
         self.idle_since = 0.0
         self.reused = False
 
@@ -202,10 +204,19 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            self._headers = []
+            if status == 101:  # never asked for: this connection no longer speaks HTTP/1.1 to us
+                self._fail(UpstreamClosed("the upstream switched protocols"))
+                self.abort()
+            else:  # an interim answer (103 Early Hints, 100 Continue): the real one follows (RFC 9110 15.2)
+                self._interim = True
+            return
         self._keep_alive = parser.should_keep_alive()
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
         self._headers = []
-        response = self._response = Http1Response(self, parser.get_status_code(), headers)
+        response = self._response = Http1Response(self, status, headers)
         answer, self._answer = self._answer, None
         if answer is not None and not answer.done():
             answer.set_result(response)
@@ -215,18 +226,22 @@ class _Connection(asyncio.Protocol):
             self._response._feed(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self._pool.idle_now(self)
         response = self._response
         if response is not None:
             response._end()
 
     # used by the pool and the response
-    def send(self, payload: bytes) -> asyncio.Future[Http1Response]:
+    def send(self, payload: bytes, deadline: float | None) -> asyncio.Future[Http1Response]:
         assert self.transport is not None
         self._answer = answer = self._loop.create_future()
         self._response = None
         self._got_bytes = False
         self._last_data = self._loop.time()
+        self.deadline = deadline
         self._pool.busy_now(self)
         self.transport.write(payload)
         return answer
@@ -234,8 +249,8 @@ class _Connection(asyncio.Protocol):
     def silent_for(self, now: float) -> float:
         return 0.0 if self._paused else now - self._last_data  # paused by us (a slow client): not its silence
 
-    def timed_out(self, read_timeout_s: float) -> None:
-        self._fail(UpstreamReadTimeout(f"no data from the upstream for {read_timeout_s:g} s"))
+    def timed_out(self, why: str) -> None:
+        self._fail(UpstreamReadTimeout(why))
         self.abort()
 
     def pause(self) -> None:
@@ -302,7 +317,8 @@ class Http1Pool:
         # connections waiting for (more of) an answer, checked for silence by one timer per pool
         self._busy: set[_Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
-        self._sweep_every = None if read_timeout_s is None else min(1.0, read_timeout_s / 4)
+        timeouts = [t for t in (read_timeout_s, total_timeout_s) if t is not None]
+        self._sweep_every = min([1.0, *(t / 4 for t in timeouts)]) if timeouts else None
 
     def busy_now(self, conn: _Connection) -> None:
         self._busy.add(conn)
@@ -315,10 +331,14 @@ class Http1Pool:
     def _sweep(self) -> None:
         """The read timeout: the longest silence while an answer is awaited or read (from the request's write)."""
         self._sweeper = None
-        assert self._read_timeout is not None and self._sweep_every is not None
+        assert self._sweep_every is not None
         now = self.loop.time()
-        for conn in [c for c in self._busy if c.silent_for(now) >= self._read_timeout]:
-            conn.timed_out(self._read_timeout)
+        silence = self._read_timeout
+        for conn in list(self._busy):
+            if silence is not None and conn.silent_for(now) >= silence:
+                conn.timed_out(f"no data from the upstream for {silence:g} s")
+            elif conn.deadline is not None and now >= conn.deadline:
+                conn.timed_out(f"the request took longer than its total timeout ({self._total_timeout:g} s)")
         if self._busy:
             self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
 
@@ -326,21 +346,22 @@ class Http1Pool:
         """Sends `head` (request line and headers, ending in the blank line) and `body`; returns once the response
         headers are in. The caller must `release()` the response."""
         payload = head + body if len(body) < 65536 else b"".join((head, body))
-        if self._total_timeout is not None:
-            async with asyncio.timeout(self._total_timeout):
-                return await self._request(payload)
-        return await self._request(payload)
+        if self._total_timeout is None:
+            return await self._request(payload, None)
+        deadline = self.loop.time() + self._total_timeout  # the body too: the sweeper enforces it
+        async with asyncio.timeout_at(deadline):  # waiting for a connection and connecting
+            return await self._request(payload, deadline)
 
-    async def _request(self, payload: bytes) -> Http1Response:
+    async def _request(self, payload: bytes, deadline: float | None) -> Http1Response:
         conn = await self._acquire()
         try:
-            response = await conn.send(payload)
+            response = await conn.send(payload, deadline)
         except UpstreamClosed:
             if not (conn.reused and conn.answered_nothing):
                 raise
             conn = await self._acquire(fresh=True)  # the upstream had closed an idle connection: once more
             try:
-                response = await conn.send(payload)
+                response = await conn.send(payload, deadline)
             except BaseException:
                 conn.abort()
                 raise
@@ -359,10 +380,17 @@ class Http1Pool:
                 return conn
             conn.abort()
         while self._limit and len(self._open) >= self._limit:
+            if fresh and self._idle:  # a retry that must not reuse: make room by closing an idle connection
+                self._idle.pop().abort()
+                continue
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the free connection on
+                raise
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
