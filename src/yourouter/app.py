@@ -145,6 +145,7 @@ class Gateway:
         if self.access_log is not None:
             await self.access_log.close()
         await self.upstream.close()
+        await self.pipeline.drain()  # settlements still on their way to the limits backend
         await self.limit_backend.close()
         if self.shared_cooldowns is not None:
             await self.shared_cooldowns.close()

@@ -92,7 +92,7 @@ class Admission:
         self.backend_up = True
         self.backend_errors = 0
         #: The in-process backend settles without suspending, so awaiting it cannot be interrupted by a
-        #: cancellation and needs no `asyncio.shield` (a task per request); a networked one is shielded.
+        #: cancellation; a networked one runs on as its own task (`Pipeline.settle`).
         self.settles_in_process = isinstance(backend, MemoryLimitBackend)
 
     def _unavailable(self, exc: Exception) -> GatewayError | None:

@@ -190,6 +190,7 @@ class Pipeline:
         self.prices = prices or PriceBook()
         self.admission = admission
         self.usage = usage
+        self._settling: set[asyncio.Task[None]] = set()  # networked settlements still running
 
     async def authenticate(self, request: Request, surface: Credentialed) -> ClientKey:
         token = surface.credentials(request)
@@ -327,13 +328,33 @@ class Pipeline:
                 self.access_log.write(record)
 
     async def settle(self, ticket: Ticket, tokens: int, cost: Decimal) -> None:
-        """Ends an admitted request's (or attempt's) hold on its limits; never fails the request it ends."""
+        """Ends an admitted request's (or attempt's) hold on its limits; never fails the request it ends.
+
+        In process it is done on return. A networked backend's settlement runs on as its own task, not awaited:
+        the answer is already sent, so the request need not wait for a round trip, and a cancelled request cannot
+        cancel it. Its command is written before any later request's admission on the same connection (the Redis
+        client keeps one connection, in order); `drain` waits for those still running at shutdown."""
         assert self.admission is not None
-        try:
-            settling = self.admission.settle(ticket, tokens, cost)
-            await (settling if self.admission.settles_in_process else asyncio.shield(settling))
-        except Exception:  # the backend's entries expire; a failed settle must not fail a finished request
-            log.exception("request %s: settling its limits failed", ticket.request_id)
+        settling = self.admission.settle(ticket, tokens, cost)
+        if self.admission.settles_in_process:
+            try:
+                await settling
+            except Exception:  # the backend's entries expire; a failed settle must not fail a finished request
+                log.exception("request %s: settling its limits failed", ticket.request_id)
+            return
+        task = asyncio.get_running_loop().create_task(settling)
+        self._settling.add(task)
+        task.add_done_callback(functools.partial(self._settled, ticket.request_id))
+
+    def _settled(self, request_id: str, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("request %s: settling its limits failed", request_id, exc_info=task.exception())
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Waits for settlements still running (at shutdown, before the limits backend closes)."""
+        if self._settling:
+            await asyncio.wait(list(self._settling), timeout=timeout_s)
 
     async def _send_error(self, send: Send, surface: Surface, error: GatewayError, record: UsageRecord,
                           base_headers: Headers) -> None:
