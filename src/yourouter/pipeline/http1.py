@@ -47,26 +47,8 @@ class UpstreamReadTimeout(aiohttp.ClientConnectionError, TimeoutError):
     """The upstream went silent for longer than the read timeout (or the request outlived its total timeout)."""
 
 
-class BodyStream:
-    """`response.content`: the body as it arrives."""
-
-    __slots__ = ("_response",)
-
-    def __init__(self, response: Http1Response) -> None:
-        self._response = response
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        response = self._response
-        while True:
-            chunk = await response.next_chunk()
-            if not chunk:
-                return
-            yield chunk
-
-
 class Http1Response:
-    __slots__ = ("status", "headers", "_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_decoder",
-                 "content")
+    __slots__ = ("status", "headers", "_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_decoder")
 
     def __init__(self, conn: _Connection, status: int, headers: CIMultiDictProxy[str]) -> None:
         self._conn: _Connection | None = conn
@@ -80,7 +62,19 @@ class Http1Response:
         encoding = headers.get("Content-Encoding", "").lower()
         self._decoder = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
                          else zlib.decompressobj() if encoding == "deflate" else None)
-        self.content = BodyStream(self)
+
+    @property
+    def content(self) -> Http1Response:
+        """`response.content.iter_any()`, as aiohttp spells it (the response itself: no object pointing back)."""
+        return self
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        """The body as it arrives."""
+        while True:
+            chunk = await self.next_chunk()
+            if not chunk:
+                return
+            yield chunk
 
     @property
     def content_type(self) -> str:
@@ -153,7 +147,9 @@ class _Connection(asyncio.Protocol):
         self._pool = pool
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
+        # made when connected, dropped when the connection ends: the parser points back at this protocol, and a
+        # cycle per connection would wait for the cyclic GC (every refused connect made one)
+        self._parser: httptools.HttpResponseParser | None = None
         self._headers: list[tuple[str, str]] = []
         self._answer: asyncio.Future[Http1Response] | None = None
         self._response: Http1Response | None = None
@@ -169,12 +165,16 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            return
         self._got_bytes = True
         self._last_data = self._loop.time()
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamClosed("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
@@ -191,6 +191,7 @@ class _Connection(asyncio.Protocol):
                 and "chunked" not in response.headers.get("Transfer-Encoding", "").lower():
             self.on_message_complete()  # a body delimited by the connection's end (HTTP/1.0 style) ends here
         self._fail(UpstreamClosed("the upstream closed the connection"))
+        self._parser = None
 
     def pause_writing(self) -> None:  # a large request body: the loop buffers it
         pass
@@ -204,6 +205,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        assert parser is not None
         status = parser.get_status_code()
         if status < 200:
             self._headers = []
