@@ -145,7 +145,8 @@ def main() -> None:
     try:
         time.sleep(1)
         if not args.no_floor:
-            results.append(measure("floor", [bench_python, str(SHARED / "floor_proxy.py"), "--port", "15451"],
+            floor_script = os.environ.get("FLOOR_SCRIPT", str(SHARED / "floor_proxy.py"))
+            results.append(measure("floor", [bench_python, floor_script, "--port", "15451"],
                                    {"UPSTREAM_FAST": upstream, "UPSTREAM_PACED": upstream,
                                     "UPSTREAM_KEY": "sk-upstream-fixed"}, 15451, args, out))
         for index, ref in enumerate(args.ref or [None]):
