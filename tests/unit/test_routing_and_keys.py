@@ -95,3 +95,19 @@ def test_breaker_counts_failures_in_the_window_and_only_the_probe_closes_it() ->
     health.failed(100.0)
     health.failed(150.0)  # three failures, but never three within 30 s
     assert health.state(150.0) == "healthy"
+
+
+def test_deployment_request_counts_stay_bounded_and_count_the_last_minute() -> None:
+    """The local RPM counter keeps per-second counts for one minute, whatever the rate: it used to keep one
+    timestamp per request, pruned only when a deployment had an `rpm` cap to check (a ~1 MB/min leak at 300
+    req/s in the memory soak)."""
+    from yourouter.routing.health import BreakerPolicy, DeploymentHealth
+
+    health = DeploymentHealth(BreakerPolicy())
+    for tick in range(100 * 300):  # 300 requests a second for 100 s, never asking for the rpm
+        health.begin(1000.0 + tick / 300)
+        health.end()
+    assert len(health.requests) <= 61
+    assert health.rpm(1099.99) == 60 * 300  # seconds 1040..1099
+    assert health.rpm(1130.0) == 29 * 300  # 1071..1099 are within the minute ending at 1130
+    assert health.rpm(1200.0) == 0 and len(health.requests) == 0

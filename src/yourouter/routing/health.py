@@ -36,7 +36,9 @@ class DeploymentHealth:
     cooldown_until: float = 0.0
     probing: bool = False
     failures: deque[float] = field(default_factory=deque)
-    requests: deque[float] = field(default_factory=deque)  # start times within the last minute (RPM cap)
+    #: [second, requests begun in it] for the last minute (the local RPM cap): at most 60 entries, whatever the
+    #: rate (one timestamp per request, pruned only when a cap asked, grew ~32 bytes a request without a cap)
+    requests: deque[list[int]] = field(default_factory=deque)
 
     def state(self, now: float) -> str:
         if self.cooldown_until > now or self.remote_until > now:
@@ -52,7 +54,13 @@ class DeploymentHealth:
 
     def begin(self, now: float) -> None:
         self.in_flight += 1
-        self.requests.append(now)
+        second, requests = int(now), self.requests
+        if requests and requests[-1][0] == second:
+            requests[-1][1] += 1
+        else:
+            requests.append([second, 1])
+            while requests[0][0] <= second - 60:
+                requests.popleft()
         if self.cooldown_until and self.cooldown_until <= now:
             self.probing = True  # the first request after a cooldown is the probe
 
@@ -60,9 +68,11 @@ class DeploymentHealth:
         self.in_flight -= 1
 
     def rpm(self, now: float) -> int:
-        while self.requests and self.requests[0] <= now - 60:
-            self.requests.popleft()
-        return len(self.requests)
+        """Requests begun in the last 60 whole seconds, this one included."""
+        second, requests = int(now), self.requests
+        while requests and requests[0][0] <= second - 60:
+            requests.popleft()
+        return sum(count for _, count in requests)
 
     def succeeded(self, ttfb_ms: float | None) -> None:
         """Only the half-open probe closes the breaker: a request that began before the breaker opened and
