@@ -478,12 +478,8 @@ class Pipeline:
             attempt_started = time.perf_counter()
             try:
                 request_cm = self.upstream.post(provider, url, body, call.passthrough_headers if same else None)
-                timeout_s = provider.config.first_byte_timeout_s
-                if call.guard is not None:
-                    response = await call.guard.first_byte(timeout_s, request_cm.__aenter__)
-                else:
-                    async with asyncio.timeout(timeout_s):
-                        response = await request_cm.__aenter__()
+                assert call.guard is not None  # set by `handle` before any attempt
+                response = await call.guard.first_byte(provider.config.first_byte_timeout_s, request_cm.__aenter__)
                 try:
                     if response.status >= 500 or response.status in RETRYABLE_UPSTREAM:
                         errors.append(await _upstream_failure(provider, response))  # no local: see raise_final

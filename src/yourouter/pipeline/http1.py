@@ -180,9 +180,6 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(aiohttp.ClientPayloadError(f"invalid HTTP from the upstream: {exc}"))
 
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost follows
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._pool.forget(self)
@@ -192,12 +189,6 @@ class _Connection(asyncio.Protocol):
             self.on_message_complete()  # a body delimited by the connection's end (HTTP/1.0 style) ends here
         self._fail(UpstreamClosed("the upstream closed the connection"))
         self._parser = None
-
-    def pause_writing(self) -> None:  # a large request body: the loop buffers it
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -347,7 +338,7 @@ class Http1Pool:
     async def request(self, head: bytes, body: bytes) -> Http1Response:
         """Sends `head` (request line and headers, ending in the blank line) and `body`; returns once the response
         headers are in. The caller must `release()` the response."""
-        payload = head + body if len(body) < 65536 else b"".join((head, body))
+        payload = head + body
         if self._total_timeout is None:
             return await self._request(payload, None)
         deadline = self.loop.time() + self._total_timeout  # the body too: the sweeper enforces it
