@@ -54,7 +54,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,20 @@ from typing import Any
 
 import aiohttp
 from chaos import Proc, cpu_seconds, free_port
+from scaling_probes import (
+    PG_COUNTERS,
+    POSTGRES_ADMIN_URL,
+    database_url,
+    ledger_facts,
+    pg_admin,
+    pg_backends,
+    pg_counters,
+    pg_cpu,
+    prepare_database,
+    redis_delta,
+    redis_snapshot,
+)
+from scaling_report import phase_row, report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -74,9 +87,6 @@ NAN = float("nan")
 LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 BUDGET_USD = 1_000_000
 PRICE = {"input": 2.5, "output": 10}  # USD per 1M tokens
-POSTGRES_ADMIN_URL = os.environ.get("YOUROUTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PG_COUNTERS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_fetched", "tup_returned", "blks_hit",
-               "blks_read")
 
 
 # ----------------------------------------------------------------------------------------------- processes
@@ -170,138 +180,6 @@ class Instances:
         for proc in self.procs:
             proc.stop()
         return codes
-
-
-# ----------------------------------------------------------------------------------------------- PostgreSQL
-
-async def pg_admin(statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-def database_url(name: str) -> str:
-    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-async def prepare_database(url: str) -> None:
-    """The gateway's migrations, then the bench's column: the transaction that wrote each usage row."""
-    import asyncpg
-
-    from yourouter.storage.db import create_engine, migrate
-
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
-    connection = await asyncpg.connect(url, timeout=5)
-    try:
-        await connection.execute("ALTER TABLE usage ADD COLUMN ledger_xid xid8 DEFAULT pg_current_xact_id()")
-    finally:
-        await connection.close()
-
-
-async def pg_counters(name: str) -> dict[str, int]:
-    """The database's cumulative counters, read from the admin database (so reading them never counts)."""
-    import asyncpg
-
-    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute("SELECT pg_stat_clear_snapshot()")
-        row = await connection.fetchrow(f"SELECT {', '.join(PG_COUNTERS)} FROM pg_stat_database WHERE datname = $1",
-                                        name)
-        return {k: int(row[k]) for k in PG_COUNTERS}
-    finally:
-        await connection.close()
-
-
-async def pg_backends(name: str) -> list[int]:
-    import asyncpg
-
-    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    try:
-        rows = await connection.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> "
-                                      "pg_backend_pid()", name)
-        return [int(r["pid"]) for r in rows]
-    finally:
-        await connection.close()
-
-
-async def ledger_facts(url: str, windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    """Rows by key, duplicates, batch sizes (rows per writing transaction), and per phase: the INSERT transactions
-    that carried the rows of requests started in it, per instance (a request id starts with its process's prefix)."""
-    import datetime as dt
-
-    import asyncpg
-
-    connection = await asyncpg.connect(url, timeout=5)
-    try:
-        by_key = {r["key_name"]: int(r["n"]) for r in await connection.fetch(
-            "SELECT key_name, count(*) AS n FROM usage GROUP BY key_name")}
-        statuses = {int(r["status"]): int(r["n"]) for r in await connection.fetch(
-            "SELECT status, count(*) AS n FROM usage GROUP BY status")}
-        duplicates = int(await connection.fetchval(
-            "SELECT count(*) FROM (SELECT request_id FROM usage GROUP BY request_id HAVING count(*) > 1) d"))
-        batches = [int(r["n"]) for r in await connection.fetch(
-            "SELECT count(*) AS n FROM usage GROUP BY ledger_xid ORDER BY min(id)")]
-        size = int(await connection.fetchval("SELECT pg_total_relation_size('usage')"))
-        phases = {}
-        for name, (start, end) in windows.items():
-            rows = await connection.fetch(
-                "SELECT left(request_id, 16) AS instance, count(DISTINCT ledger_xid) AS tx, count(*) AS n FROM usage"
-                " WHERE created_at >= $1 AND created_at <= $2 GROUP BY 1 ORDER BY 1",
-                dt.datetime.fromtimestamp(start, dt.UTC), dt.datetime.fromtimestamp(end, dt.UTC))
-            phases[name] = {"seconds": end - start,
-                            "instances": [{"tx": int(r["tx"]), "rows": int(r["n"])} for r in rows]}
-        return {"rows_by_key": by_key, "statuses": statuses, "duplicate_request_ids": duplicates, "batches": batches,
-                "usage_bytes": size, "phases": phases}
-    finally:
-        await connection.close()
-
-
-def pg_cpu(pids: list[int]) -> dict[int, float]:
-    return {pid: cpu_seconds(pid) for pid in pids}
-
-
-# ----------------------------------------------------------------------------------------------- Redis
-
-def redis_snapshot(client: Any) -> dict[str, Any]:
-    info = client.info("all")
-    commands = {name[len("cmdstat_"):]: {"calls": int(v["calls"]), "usec": int(v["usec"])}
-                for name, v in info.items() if name.startswith("cmdstat_")}
-    commands.pop("info", None)  # ours
-    commands.pop("dbsize", None)
-    return {"commands": commands, "total_commands_processed": int(info["total_commands_processed"]),
-            "net_in": int(info["total_net_input_bytes"]), "net_out": int(info["total_net_output_bytes"]),
-            "cpu": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-            "cpu_main": float(info.get("used_cpu_user_main_thread", NAN))
-            + float(info.get("used_cpu_sys_main_thread", NAN)),
-            "connections_received": int(info["total_connections_received"]),
-            "connected_clients": int(info["connected_clients"]), "keys": int(client.dbsize()),
-            "used_memory": int(info["used_memory"]), "pid": int(info["process_id"])}
-
-
-def redis_delta(before: dict[str, Any], after: dict[str, Any], own_info_calls: int) -> dict[str, Any]:
-    commands = {}
-    for name, v in after["commands"].items():
-        b = before["commands"].get(name, {"calls": 0, "usec": 0})
-        calls = v["calls"] - b["calls"]
-        if calls:
-            commands[name] = {"calls": calls, "usec": v["usec"] - b["usec"]}
-    return {"commands": commands, "total": sum(c["calls"] for c in commands.values()),
-            "total_commands_processed": after["total_commands_processed"] - before["total_commands_processed"]
-            - own_info_calls,
-            "net_in": after["net_in"] - before["net_in"], "net_out": after["net_out"] - before["net_out"],
-            "cpu_s": after["cpu"] - before["cpu"], "cpu_main_s": after["cpu_main"] - before["cpu_main"],
-            "connections": after["connections_received"] - before["connections_received"],
-            "connected_clients": after["connected_clients"], "keys": after["keys"],
-            "used_memory": after["used_memory"]}
 
 
 # ----------------------------------------------------------------------------------------------- load
@@ -445,170 +323,6 @@ async def monitor_sample(session: aiohttp.ClientSession, instances: Instances, a
         bucket = sample["lua" if kind == "lua" else "client"]
         bucket[name] = bucket.get(name, 0) + 1
     return out
-
-
-# ----------------------------------------------------------------------------------------------- report
-
-def pct(ns: list[int], q: float) -> float:
-    if not ns:
-        return NAN
-    xs = sorted(ns)
-    return xs[min(len(xs) - 1, max(0, int(q / 100 * len(xs) + 0.999999) - 1))] / 1e6
-
-
-def per(x: float, n: int, scale: float = 1.0) -> float:
-    return x / n * scale if n else NAN
-
-
-def phase_row(p: Phase) -> dict[str, Any]:
-    n = p.requests
-    r = p.redis
-    evalsha = r["commands"].get("evalsha", {"calls": 0, "usec": 0})
-    return {
-        "phase": p.name, "requests": n, "errors": p.load.errors, "rps": n / p.wall_s if p.wall_s else NAN,
-        "p50_ms": pct(p.load.latencies_ns, 50), "p99_ms": pct(p.load.latencies_ns, 99),
-        "gateway_cpu_us": per(p.gateway_cpu_s, n, 1e6), "gateway_stat_cpu_us": per(p.gateway_stat_cpu_s, n, 1e6),
-        "redis_commands": per(r["total"], n), "redis_total_commands_processed": per(r["total_commands_processed"], n),
-        "redis_evalsha": per(evalsha["calls"], n),
-        "redis_evalsha_usec_per_call": evalsha["usec"] / evalsha["calls"] if evalsha["calls"] else NAN,
-        "redis_cpu_us": per(r["cpu_s"], n, 1e6), "redis_cpu_main_us": per(r["cpu_main_s"], n, 1e6),
-        "redis_net_in_bytes": per(r["net_in"], n), "redis_net_out_bytes": per(r["net_out"], n),
-        "redis_by_command": {k: per(v["calls"], n) for k, v in sorted(r["commands"].items())},
-        "redis_commands_absolute": {k: v["calls"] for k, v in sorted(r["commands"].items())},
-        "postgres_backend_cpu_us": per(p.postgres_cpu_s, n, 1e6),
-    }
-
-
-def fmt(x: float, spec: str = ".2f") -> str:
-    return "–" if x != x else format(x, spec)
-
-
-def ledger_phase(ledger: dict[str, Any], name: str) -> dict[str, float]:
-    """INSERT transactions per second (per instance, and all), rows per transaction, during a phase."""
-    phase = ledger["phases"].get(name)
-    if not phase or not phase["instances"] or phase["seconds"] <= 0:
-        return {"tx_per_s": NAN, "tx_per_s_instance": NAN, "rows_per_tx": NAN, "tx_per_request": NAN}
-    tx = sum(i["tx"] for i in phase["instances"])
-    rows = sum(i["rows"] for i in phase["instances"])
-    return {"tx_per_s": tx / phase["seconds"], "tx_per_s_instance": tx / phase["seconds"] / len(phase["instances"]),
-            "rows_per_tx": rows / tx if tx else NAN, "tx_per_request": tx / rows if rows else NAN}
-
-
-def report(meta: dict[str, Any], rows: list[dict[str, Any]], pg: dict[str, Any], ledger: dict[str, Any],
-           sample: dict[str, Any]) -> str:
-    lines = [
-        "# Scaling out: what each request costs Redis and PostgreSQL",
-        "",
-        "Generated by `bench/scaling.py` (the method is its docstring, summarised below); the figures feed",
-        "[docs/scaling.md](../docs/scaling.md). Re-run it to refresh them.",
-        "",
-        f"* when: {meta['when']}; commit {meta['commit']}",
-        f"* command: `{meta['command']}`",
-        f"* machine: {meta['machine']}; Redis {meta['redis_version']} ({meta['redis_where']}), "
-        f"PostgreSQL {meta['postgres_version']}",
-        f"* {meta['instances']} instances (`yourouter serve --log-level warning`, `log_requests: false`, ledger "
-        f"defaults), client concurrency {meta['concurrency']} in all (round robin), {meta['requests']} requests "
-        f"per phase after {meta['warmup']} warm-up requests per key; streams: {meta['stream_share']:.0%} of "
-        f"requests. Nothing pinned: the gateways, the client, the mock, Redis and PostgreSQL share "
-        f"{os.cpu_count()} cores, so throughput and latency below are not capacity figures; the per-request "
-        "costs are (though CPU per request is inflated by the crowding).",
-        "",
-        "## Redis round trips per request (MONITOR sample)",
-        "",
-        "| key | requests | round trips (commands the gateway sent) | run inside those scripts |",
-        "|---|---|---|---|",
-    ]
-    for role in ("limited", "free"):
-        got = sample.get(role, {"requests": 0, "client": {}, "lua": {}})
-        n = got["requests"]
-
-        def listing(bucket: dict[str, int], n: int = n) -> str:
-            total = sum(bucket.values())
-            parts = ", ".join(f"`{k}` {v / n:.2f}" for k, v in sorted(bucket.items(), key=lambda kv: -kv[1]))
-            return f"{total / n:.3f}" + (f" ({parts})" if parts else "") if n else "–"
-
-        lines.append(f"| {role} | {n} | {listing(got['client'])} | {listing(got['lua'])} |")
-    lines += [
-        "",
-        "## Per request, by phase",
-        "",
-        "| | limited key (rpm + tpm + daily budget) | free key (no limits) |",
-        "|---|---|---|",
-    ]
-    by = {r["phase"]: r for r in rows}
-    lim, free = by.get("limited", {}), by.get("free", {})
-
-    def line(label: str, name: str, spec: str = ".2f") -> None:
-        lines.append(f"| {label} | {fmt(lim.get(name, NAN), spec)} | {fmt(free.get(name, NAN), spec)} |")
-
-    line("Redis commands executed (INFO commandstats: includes the scripts' inner calls)", "redis_commands", ".2f")
-    line("… EVALSHA (round trips of the limits engine)", "redis_evalsha", ".3f")
-    line("EVALSHA µs per call (in-script time, commandstats)", "redis_evalsha_usec_per_call", ".1f")
-    line("Redis CPU µs (server process, INFO cpu)", "redis_cpu_us", ".1f")
-    line("Redis CPU µs (main thread)", "redis_cpu_main_us", ".1f")
-    line("Redis bytes in (requests to Redis)", "redis_net_in_bytes", ".0f")
-    line("Redis bytes out (replies)", "redis_net_out_bytes", ".0f")
-    line("gateway CPU µs (all instances, schedstat)", "gateway_cpu_us", ".0f")
-    line("gateway CPU µs (utime + stime)", "gateway_stat_cpu_us", ".0f")
-    line("PostgreSQL CPU µs (the gateways' backends)", "postgres_backend_cpu_us", ".1f")
-    lp, fp = ledger_phase(ledger, "limited"), ledger_phase(ledger, "free")
-    lines.append(f"| ledger INSERT transactions per request | {fmt(lp['tx_per_request'], '.4f')} | "
-                 f"{fmt(fp['tx_per_request'], '.4f')} |")
-    lines.append(f"| ledger rows per INSERT transaction | {fmt(lp['rows_per_tx'], '.1f')} | "
-                 f"{fmt(fp['rows_per_tx'], '.1f')} |")
-    lines.append(f"| ledger INSERT transactions per second, per instance | {fmt(lp['tx_per_s_instance'], '.1f')} | "
-                 f"{fmt(fp['tx_per_s_instance'], '.1f')} |")
-    line("throughput, req/s (all instances)", "rps", ".0f")
-    lines.append(f"| latency p50 / p99, ms | {fmt(lim.get('p50_ms', NAN))} / {fmt(lim.get('p99_ms', NAN))} | "
-                 f"{fmt(free.get('p50_ms', NAN))} / {fmt(free.get('p99_ms', NAN))} |")
-    lines += ["", "Redis commands executed per phase (absolute, INFO commandstats):", ""]
-    for r in rows:
-        lines.append(f"* {r['phase']}: " + ", ".join(f"`{k}` {v}" for k, v in r["redis_commands_absolute"].items()))
-    batches = ledger["batches"]
-    total = sum(batches)
-    commits = pg["run"]["xact_commit"] - pg["control"]["xact_commit"]
-    rollbacks = pg["run"]["xact_rollback"] - pg["control"]["xact_rollback"]
-    lines += [
-        "",
-        "## PostgreSQL, over the whole run",
-        "",
-        f"Requests sent: {pg['requests']} (warm-up and MONITOR sample included); ledger rows: {total} "
-        f"({'complete' if pg['ledger_complete'] else 'INCOMPLETE'}: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(ledger["rows_by_key"].items()))
-        + f"; duplicate request ids {ledger['duplicate_request_ids']}).",
-        "",
-        "| | run | control (start + stop, no requests) | run − control | per request |",
-        "|---|---|---|---|---|",
-    ]
-    for name in ("xact_commit", "xact_rollback", "tup_inserted"):
-        run, control = pg["run"][name], pg["control"][name]
-        lines.append(f"| {name} | {run} | {control} | {run - control} | "
-                     f"{fmt(per(run - control, pg['requests']), '.4f')} |")
-    lines += [
-        "",
-        f"* ledger INSERT transactions (distinct `ledger_xid`): {len(batches)}, i.e. "
-        f"{fmt(per(len(batches), pg['requests']), '.4f')} per request; other commits: {commits - len(batches)}",
-        f"* rows per INSERT transaction (batch size): mean {fmt(statistics.mean(batches) if batches else NAN, '.1f')}, "
-        f"median {fmt(statistics.median(batches) if batches else NAN, '.0f')}, max {max(batches, default=0)}, "
-        f"min {min(batches, default=0)}",
-        f"* rollbacks: {rollbacks} (SQLAlchemy's pool pre-ping runs `BEGIN; ; ROLLBACK` on every checkout, so every "
-        "ledger INSERT comes with one; reads, such as the budget's first ledger sum, end in a rollback too)",
-        f"* `usage` table + indexes: {ledger['usage_bytes'] / 1024:.0f} KiB for {total} rows "
-        f"(~{ledger['usage_bytes'] / max(1, total):.0f} bytes a row)",
-        "",
-        "## Method",
-        "",
-        "See the docstring of `bench/scaling.py`. In short: Redis counters are INFO deltas around each phase (our own",
-        "INFO calls excluded) on a redis-server only this run uses (unless `--redis-url`); round trips come from a",
-        "separate MONITOR sample (commands from the gateways' connections, against those Lua scripts ran). Gateway",
-        "CPU is the instances' threads' run time. PostgreSQL counters come from `pg_stat_database` for a database only",
-        "this run uses, read after the instances exited (backends report their statistics when idle, with up to 10 s",
-        "delay, and always at exit), less a control lifetime with no requests; ledger batches are counted exactly",
-        "from a `ledger_xid` column the bench adds to `usage` (default `pg_current_xact_id()`); a phase's batches",
-        "are those carrying rows of requests that started in it, per instance by the request id's process prefix.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- main
