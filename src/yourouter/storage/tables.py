@@ -1,4 +1,6 @@
-"""The database schema (SQLAlchemy Core tables). Alembic migrations in `migrations/` create and evolve it."""
+"""The database schema (SQLAlchemy Core tables). Alembic migrations in `migrations/` create and evolve it; an empty
+database gets it directly (`storage.db.migrate`), so it must equal what the migrations build (checked, server defaults
+included, by tests/unit/test_migrations.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -40,7 +43,7 @@ api_keys = Table(
     Column("budget_usd", Numeric(18, 9), nullable=True),
     Column("budget_period", String(8), nullable=True),  # day | month | null (lifetime)
     Column("expires_at", DateTime(timezone=True), nullable=True),
-    Column("disabled", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
     Column("updated_at", DateTime(timezone=True), nullable=True),
 )
 
@@ -70,7 +73,8 @@ usage = Table(
     Column("attempts", Integer, nullable=False, default=1),
     Column("detail", Text, nullable=True),
     Column("budget_period", String(16), nullable=True),  # "2026-11-29", "2026-11" or "lifetime"
-    Column("unpriced", Boolean, nullable=False, default=False),  # the model had no price (cost 0)
+    Column("unpriced", Boolean, nullable=False, default=False,
+           server_default=false()),  # the model had no price (cost 0)
     Index("ix_usage_created_at", "created_at"),
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_model_created", "model", "created_at"),
@@ -94,8 +98,8 @@ video_tasks = Table(
     # queued | running | succeeded | failed | cancelled | expired
     Column("status", String(16), nullable=False),
     Column("task", JSON, nullable=False),  # the last task object the upstream answered
-    Column("completion_tokens", Integer, nullable=False, default=0),
-    Column("cost_usd", Numeric(18, 9), nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0, server_default="0"),
+    Column("cost_usd", Numeric(18, 9), nullable=False, default=0, server_default="0"),
     Column("budget_usd", Numeric(18, 9), nullable=True),  # the owner's budget when the task was created
     Column("budget_period", String(8), nullable=True),
     # set once, when the task first reached a terminal status and its usage row was written (billing exactly once)
