@@ -259,6 +259,24 @@ def test_provider_with_a_bedrock_api_key_and_config_rules() -> None:
         _provider(aws_access_key_id="AKIA0")
 
 
+def test_missing_or_broken_aws_credentials_are_config_errors(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Found when the gateway is built; `serve` turns a ConfigError into a message and exit status 2."""
+    from yourouter.providers.bedrock import BedrockUnavailable
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(BedrockUnavailable, match="providers.br: no AWS credentials"):
+        _provider()
+    monkeypatch.setenv("AWS_PROFILE", "nobody")
+    with pytest.raises(BedrockUnavailable, match="providers.br: AWS credentials: The config profile \\(nobody\\)"):
+        _provider()
+
+
 # The simulator, driven by boto3 -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ def signing_region(config: ProviderConfig) -> str:
 def _credentials(config: ProviderConfig) -> Any:
     try:
         import botocore.credentials
+        import botocore.exceptions
         import botocore.session
     except ImportError:
         raise BedrockUnavailable(f"providers.{config.name}: Bedrock needs botocore "
@@ -43,7 +44,10 @@ def _credentials(config: ProviderConfig) -> Any:
     if config.aws_access_key_id and config.aws_secret_access_key:
         return botocore.credentials.Credentials(config.aws_access_key_id, config.aws_secret_access_key,
                                                 config.aws_session_token)
-    found = botocore.session.get_session().get_credentials()
+    try:
+        found = botocore.session.get_session().get_credentials()
+    except botocore.exceptions.BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+        raise BedrockUnavailable(f"providers.{config.name}: AWS credentials: {exc}") from None
     if found is None:
         raise BedrockUnavailable(f"providers.{config.name}: no AWS credentials (set aws_access_key_id and "
                                  "aws_secret_access_key, api_key, or the AWS environment/profile)")
