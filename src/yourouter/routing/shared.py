@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from yourouter.limits.resp import Endpoint, RespClient
 from yourouter.routing.health import HealthBoard
 
 log = logging.getLogger("yourouter.routing")
@@ -24,9 +25,7 @@ log = logging.getLogger("yourouter.routing")
 
 class SharedCooldowns:
     def __init__(self, url: str, deployments: Sequence[str], *, prefix: str = "yr:", refresh_s: float = 1.0) -> None:
-        from redis.asyncio import Redis
-
-        self._redis: Any = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self._redis = RespClient(Endpoint.from_url(url), timeout_s=1.0)  # the limits' lean client, not redis-py
         self._names = list(deployments)
         self._prefix = prefix
         self._refresh = refresh_s
@@ -43,10 +42,10 @@ class SharedCooldowns:
 
     def tripped(self, name: str, seconds: float) -> None:
         until = time.time() + seconds
-        self._spawn(self._redis.set(self._key(name), repr(until), px=max(1, int(seconds * 1000))))
+        self._spawn(self._redis.execute("SET", self._key(name), repr(until), "PX", max(1, int(seconds * 1000))))
 
     def recovered(self, name: str) -> None:
-        self._spawn(self._redis.delete(self._key(name)))
+        self._spawn(self._redis.execute("DEL", self._key(name)))
 
     def _spawn(self, command: Any) -> None:
         try:
@@ -83,10 +82,13 @@ class SharedCooldowns:
     async def refresh(self) -> None:
         """Reads every deployment's shared cooldown into the board."""
         assert self._board is not None
-        values = await self._redis.mget([self._key(name) for name in self._names])
+        if not self._names:
+            return
+        values = await self._redis.execute("MGET", *(self._key(name) for name in self._names))
+        assert isinstance(values, list)
         wall, mono = time.time(), self._board.now()
         for name, value in zip(self._names, values, strict=True):
-            until = float(value) if value is not None else 0.0
+            until = float(value) if isinstance(value, str) else 0.0
             self._board.of(name).remote_until = mono + (until - wall) if until > wall else 0.0
 
     async def _run(self) -> None:
@@ -106,4 +108,4 @@ class SharedCooldowns:
         for task in list(self._writes):
             with contextlib.suppress(Exception):
                 await task
-        await self._redis.aclose()
+        await self._redis.close()
