@@ -10,13 +10,16 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from yourouter.config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings_from_mapping
+
+if TYPE_CHECKING:
+    from yourouter.app import Gateway
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="YouRouter: a self-hosted LLM API gateway.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage client keys (stored hashed in the database).")
@@ -27,6 +30,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (default: $YOUROUTER_CONFIG, "
                                                    "then ./yourouter.yaml, then environment variables).")]
+STARTUP_FAILURE = 3  # uvicorn's exit status when the application cannot start
 DEMO_MODELS = {"openai": ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"],
                "anthropic": ["claude-sonnet-4-5"], "google": ["gemini-2.5-flash", "gemini-embedding-001"]}
 
@@ -120,26 +124,67 @@ def serve(
                   f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'",
                   highlight=False, soft_wrap=True)
     options = _uvicorn_options(settings, "warning" if log_level.lower() == "info" else log_level)
-    if settings.workers > 1:
-        from yourouter.storage.db import create_engine, migrate
-
-        async def migrate_once() -> None:
-            engine = create_engine(settings.database_url)
-            await migrate(engine)
-            await engine.dispose()
-
-        asyncio.run(migrate_once())
+    if settings.workers > 1 and hasattr(os, "fork"):
+        _serve_forked(settings, options)
+    elif settings.workers > 1:  # no fork(): uvicorn spawns fresh interpreters that each import the app
+        _migrate(settings)
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("yourouter.app:app_from_environment", factory=True, workers=settings.workers, **options)
     else:
-        from yourouter.app import Gateway  # here: with workers, each worker process imports it itself
+        uvicorn.run(_gateway(settings), **options)
 
+
+def _gateway(settings: Settings) -> Gateway:
+    from yourouter.app import Gateway  # here, not at the top: `yourouter keys ...` need not import the app
+
+    try:
+        return Gateway(settings)
+    except ConfigError as exc:  # e.g. a Bedrock deployment without botocore or AWS credentials
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _migrate(settings: Settings) -> None:
+    """The parent's one migration before the workers start; an unreachable database is an error, not a traceback."""
+    from yourouter.storage.db import create_engine, migrate
+
+    async def migrate_once() -> None:
+        engine = create_engine(settings.database_url)
         try:
-            gateway = Gateway(settings)
-        except ConfigError as exc:  # e.g. a Bedrock deployment without botocore or AWS credentials
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-        uvicorn.run(gateway, **options)
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(migrate_once())
+    except Exception as exc:
+        err.print(f"[red]error:[/red] cannot prepare the database ({settings.database_url.split('://')[0]}): "
+                  f"{type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(STARTUP_FAILURE) from None
+
+
+def _serve_forked(settings: Settings, options: dict[str, Any]) -> None:
+    """Import and migrate here, once; then fork the workers (see yourouter/prefork.py)."""
+    from yourouter import prefork
+    from yourouter.app import Gateway  # noqa: F401  imported before the fork, so no worker imports it again
+
+    prefork.preload_server_modules(options)
+    _migrate(settings)
+    try:
+        sock = prefork.bind(settings.host, settings.port)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot listen on {settings.host}:{settings.port}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+    def build() -> Gateway:
+        try:
+            return _gateway(settings)
+        except typer.Exit as exc:
+            raise SystemExit(exc.exit_code) from None
+
+    code = prefork.Supervisor(build, options, settings.workers, sock).run()
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("check-config")

@@ -159,6 +159,16 @@ _REQUEST_ID_PREFIX = "req_" + os.urandom(6).hex()
 _request_counter = itertools.count(1)
 
 
+def _new_request_id_prefix() -> None:
+    """A forked worker (`serve --workers N`) must not reuse its parent's prefix: ids would collide across workers."""
+    global _REQUEST_ID_PREFIX, _request_counter
+    _REQUEST_ID_PREFIX = "req_" + os.urandom(6).hex()
+    _request_counter = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_request_id_prefix)
+
+
 def new_request_id() -> str:
     """Unique across processes (a random per-process prefix) without a system call per request."""
     return f"{_REQUEST_ID_PREFIX}{next(_request_counter):012x}"
