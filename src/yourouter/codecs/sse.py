@@ -1,4 +1,8 @@
-"""Server-sent events framing: split a byte stream into whole events, and build events."""
+"""Server-sent events framing: split a byte stream into whole events, and build events.
+
+On the per-event path, substrings of bytes are looked for with `bytes.find`, not `in`: on CPython 3.11
+`needle in data` first tries the needle as an integer and builds (then clears) a formatted TypeError, ~1,900
+instructions each time; callgrind found one per streamed event (bench/instructions.py --stream)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ class SseSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         data = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in data:
+        if data.find(b"\r") >= 0:  # not `in`: see the module docstring
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = []
         start = 0

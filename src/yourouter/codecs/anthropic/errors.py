@@ -80,7 +80,7 @@ class AnthropicUsageTap:
         self.usage: Usage | None = None
 
     def event(self, raw: bytes) -> bytes | None:
-        if b"message_start" not in raw and b"message_delta" not in raw:
+        if raw.find(b"message_start") < 0 and raw.find(b"message_delta") < 0:  # see codecs/sse.py
             return raw
         data = data_of(raw)
         try:

@@ -151,7 +151,7 @@ class GeminiUsageTap:
         self.usage: Usage | None = None
 
     def event(self, raw: bytes) -> bytes | None:
-        if b"usageMetadata" not in raw:
+        if raw.find(b"usageMetadata") < 0:  # bytes.find: see codecs/sse.py
             return raw
         data = data_of(raw)
         payload = _json(data) if data else None

@@ -157,9 +157,9 @@ class StreamUsageTap:
 
     def event(self, raw: bytes) -> bytes | None:
         """The event to forward (maybe rewritten), or None to drop it."""
-        if b'"usage"' not in raw:
+        if raw.find(b'"usage"') < 0:  # bytes.find, not `in`: see codecs/sse.py
             return raw
-        if b'"usage":null' in raw or b'"usage": null' in raw:
+        if raw.find(b'"usage":null') >= 0 or raw.find(b'"usage": null') >= 0:
             if not self.strip:
                 return raw
             for pattern in _USAGE_NULL:
