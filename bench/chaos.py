@@ -88,12 +88,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
+from _common import exit_on_signals, install_uvloop, make_out_dirs, pin_load, resolve_yourouter
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -279,23 +279,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def install_ref(ref: str) -> tuple[Path, str]:
-    """Like bench/run.sh with YOUROUTER_REF: `git archive` of the commit into its own (non-editable) venv."""
-    sha = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short=12", f"{ref}^{{commit}}"],
-                                  text=True).strip()
-    venv = Path(os.environ.get("TMPDIR", "/tmp")) / f"yourouter-bench-{sha}"
-    py = venv / "bin" / "python"
-    if not (py.exists() and subprocess.run([str(py), "-c", "import yourouter"], capture_output=True).returncode == 0):
-        print(f"installing {sha} into {venv} ...", flush=True)
-        with tempfile.TemporaryDirectory() as src:
-            archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", sha], stdout=subprocess.PIPE)
-            subprocess.run(["tar", "-x", "-C", src], stdin=archive.stdout, check=True, timeout=120)
-            archive.wait(timeout=60)
-            subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=120)
-            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", src], check=True, timeout=600)
-    return venv / "bin" / "yourouter", sha
 
 
 def gateway_config(work: Path, name: str, scenario: Scenario, flaky: int, healthy: int) -> Path:
@@ -721,42 +704,15 @@ def main() -> int:
     if args.repeat < 1 or args.requests < 1:
         p.error("--repeat and --requests must be positive")
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    if args.yourouter_bin:
-        yr_bin = Path(args.yourouter_bin)
-        commit = f"? (--yourouter-bin; HEAD is {commit})"
-    elif args.ref:
-        yr_bin, commit = install_ref(args.ref)
-    else:
-        yr_bin = ROOT / ".venv" / "bin" / "yourouter"
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True).stdout.strip()
-        commit += " + uncommitted src/ changes (the editable .venv)" if dirty else " (src/ clean)"
-    if not yr_bin.exists():
-        p.error(f"yourouter not found at {yr_bin} (use --yourouter-bin or --ref)")
+    yr_bin, commit = resolve_yourouter(args, p)
     cpus = os.cpu_count() or 1
-    if cpus < 2 or not shutil.which("taskset"):
-        args.gw_cpus = args.load_cpus = ""
-    if args.load_cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
+    pin_load(args, cpus)
     pinning = (f"Pinned (taskset): gateway on CPU {args.gw_cpus}, upstream + client on CPU {args.load_cpus} "
                f"(nproc {cpus})." if args.gw_cpus else f"NOT pinned (nproc {cpus}).")
-    out = Path(args.out).resolve() if args.out else HERE / "results" / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="work-", dir=out))
+    out, work = make_out_dirs(args.out, "chaos", time.strftime("%Y%m%d-%H%M%S"))
 
-    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]  # SIGTERM/SIGHUP -> exception -> cleanup
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    exit_on_signals()
+    install_uvloop()
     results = {s.name: Result(s, [], []) for s in scenarios}
     for run in range(1, args.repeat + 1):
         for scenario in scenarios:

@@ -68,12 +68,9 @@ import json
 import math
 import os
 import shlex
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +79,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from chaos import Proc, cpu_busy, cpu_seconds, free_port, install_ref, wait_ready
+from _common import exit_on_signals, install_uvloop, make_out_dirs, pin_load, resolve_yourouter, write_marked
+from chaos import Proc, cpu_busy, cpu_seconds, free_port, wait_ready
 
 try:
     import orjson
@@ -512,20 +510,9 @@ def report(a: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace, si
 
 
 def write_md(text: str) -> Path:
-    path = HERE / "LARGE.md"
-    block = f"{MD_BEGIN}\n## Last run (written by bench/large.py)\n\n{text}{MD_END}\n"
-    if path.exists():
-        old = path.read_text()
-        if MD_BEGIN in old and MD_END in old:
-            head, rest = old.split(MD_BEGIN, 1)
-            tail = rest.split(MD_END, 1)[1].lstrip("\n")
-            path.write_text(head + block + ("\n" + tail if tail else ""))
-            return path
-        path.write_text(old.rstrip("\n") + "\n\n" + block)
-        return path
-    path.write_text("# Large inputs: request body size and stream length\n\n"
-                    "`.venv/bin/python bench/large.py --ref HEAD` (method: its docstring).\n\n" + block)
-    return path
+    return write_marked(HERE / "LARGE.md", MD_BEGIN, MD_END, "## Last run (written by bench/large.py)", text,
+                        "# Large inputs: request body size and stream length\n\n"
+                        "`.venv/bin/python bench/large.py --ref HEAD` (method: its docstring).\n\n")
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -644,47 +631,20 @@ def main() -> int:
             p.error(f"unknown stream target {t}")
     t_start = time.monotonic()
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    if args.yourouter_bin:
-        yr_bin = Path(args.yourouter_bin)
-        commit = f"? (--yourouter-bin; HEAD is {commit})"
-    elif args.ref:
-        yr_bin, commit = install_ref(args.ref)
-    else:
-        yr_bin = ROOT / ".venv" / "bin" / "yourouter"
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True).stdout.strip()
-        commit += " + uncommitted src/ changes (the editable .venv)" if dirty else " (src/ clean)"
-    if not yr_bin.exists():
-        p.error(f"yourouter not found at {yr_bin} (use --yourouter-bin or --ref)")
+    yr_bin, commit = resolve_yourouter(args, p)
     floor_py = args.floor_python if Path(args.floor_python).exists() else sys.executable
     for path in (args.mock, args.floor):
         if not Path(path).exists():
             p.error(f"not found: {path}")
     nproc = os.cpu_count() or 1
-    if nproc < 2 or not shutil.which("taskset"):
-        args.gw_cpus = args.load_cpus = ""
-    if args.load_cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
+    pin_load(args, nproc)
     pinning = (f"pinned (taskset): gateway + floors on CPU {args.gw_cpus}, mocks + client on CPU {args.load_cpus} "
                f"(nproc {nproc})." if args.gw_cpus else f"NOT pinned (nproc {nproc}).")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out).resolve() if args.out else HERE / "results" / f"large-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="work-", dir=out))
+    out, work = make_out_dirs(args.out, "large", stamp)
 
-    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    exit_on_signals()
+    install_uvloop()
 
     meta: dict[str, Any] = {"stamp": stamp, "when": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit,
                             "bin": str(yr_bin), "floor_python": floor_py,

@@ -61,12 +61,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
-from chaos import Proc, cpu_busy, cpu_seconds, free_port, install_ref, wait_quiet, wait_ready
+from _common import exit_on_signals, install_uvloop, make_out_dirs, pin_load, resolve_yourouter, write_marked
+from chaos import Proc, cpu_busy, cpu_seconds, free_port, wait_quiet, wait_ready
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -572,20 +572,9 @@ def report(a: dict, micro: dict, meta: dict, args: argparse.Namespace, variants:
 
 
 def write_md(text: str, meta: dict) -> Path:
-    path = HERE / "LIMITS.md"
-    block = f"{MD_BEGIN}\n## Last run (written by bench/limits.py)\n\n{text}{MD_END}\n"
-    if path.exists():
-        old = path.read_text()
-        if MD_BEGIN in old and MD_END in old:
-            head, rest = old.split(MD_BEGIN, 1)
-            tail = rest.split(MD_END, 1)[1].lstrip("\n")
-            path.write_text(head + block + ("\n" + tail if tail else ""))
-            return path
-        path.write_text(old.rstrip("\n") + "\n\n" + block)
-        return path
-    path.write_text("# Limits and budgets: what they add to a request\n\n"
-                    "`.venv/bin/python bench/limits.py --ref HEAD` (see its docstring for the method).\n\n" + block)
-    return path
+    return write_marked(HERE / "LIMITS.md", MD_BEGIN, MD_END, "## Last run (written by bench/limits.py)", text,
+                        "# Limits and budgets: what they add to a request\n\n"
+                        "`.venv/bin/python bench/limits.py --ref HEAD` (see its docstring for the method).\n\n")
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -624,51 +613,24 @@ def main() -> int:
         p.error("--rounds and --c1-requests must be positive")
     t_start = time.monotonic()
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    if args.yourouter_bin:
-        yr_bin = Path(args.yourouter_bin)
-        commit = f"? (--yourouter-bin; HEAD is {commit})"
-    elif args.ref:
-        yr_bin, commit = install_ref(args.ref)
-    else:
-        yr_bin = ROOT / ".venv" / "bin" / "yourouter"
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True).stdout.strip()
-        commit += " + uncommitted src/ changes (the editable .venv)" if dirty else " (src/ clean)"
-    if not yr_bin.exists():
-        p.error(f"yourouter not found at {yr_bin} (use --yourouter-bin or --ref)")
+    yr_bin, commit = resolve_yourouter(args, p)
     yr_python = yr_bin.parent / "python"
     if not Path(args.mock).exists():
         p.error(f"mock upstream not found at {args.mock} (--mock)")
     nproc = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or os.cpu_count() or 1)
-    if nproc < 2 or not shutil.which("taskset"):
-        args.gw_cpus = args.load_cpus = ""
-    if args.load_cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
+    pin_load(args, nproc)
     pinning = (f"pinned (taskset): gateways on CPU {args.gw_cpus}, mock + client on CPU {args.load_cpus} "
                f"(nproc {nproc})." if args.gw_cpus else f"NOT pinned (nproc {nproc}).")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = f"{stamp}-{os.getpid()}"
-    out = Path(args.out).resolve() if args.out else HERE / "results" / f"limits-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="work-", dir=out))
+    out, work = make_out_dirs(args.out, "limits", stamp)
     variants = list(dict.fromkeys(args.variants))
     rpid = redis_pid(args.redis_url) if "redis" in variants else None
     if "redis" in variants and rpid is None:
         p.error(f"Redis not reachable at {args.redis_url}")
 
-    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    exit_on_signals()
+    install_uvloop()
 
     upstream_port = free_port()
     backends = {"memory": "memory", "redis": args.redis_url}

@@ -79,17 +79,12 @@ import json
 import os
 import resource
 import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from chaos import install_ref
-from memory_load import DEFAULT_MIX, HERE, KINDS, ROOT, SHARED, load_words, parse_mix, run_soak, run_streams
+from _common import exit_on_signals, install_uvloop, make_out_dirs, pin_load, resolve_yourouter
+from memory_load import DEFAULT_MIX, KINDS, SHARED, load_words, parse_mix, run_soak, run_streams
 from memory_report import soak_md, streams_md, write_md
 
 # ----------------------------------------------------------------------------------------------- main
@@ -168,46 +163,19 @@ def main() -> int:
         p.error(f"the shared mock is not at {SHARED} (set SHARED_BENCH)")
     load_words()
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    if args.yourouter_bin:
-        yr_bin = Path(args.yourouter_bin)
-        commit = f"? (--yourouter-bin; HEAD is {commit})"
-    elif args.ref:
-        yr_bin, commit = install_ref(args.ref)
-    else:
-        yr_bin = ROOT / ".venv" / "bin" / "yourouter"
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True).stdout.strip()
-        commit += " + uncommitted src/ changes (the editable .venv)" if dirty else " (src/ clean)"
-    if not yr_bin.exists():
-        p.error(f"yourouter not found at {yr_bin} (use --yourouter-bin or --ref)")
+    yr_bin, commit = resolve_yourouter(args, p)
     nofile = raise_nofile()
     if args.mode != "soak" and nofile < 2 * args.streams + 100:
         print(f"warning: RLIMIT_NOFILE is {nofile}: the gateway needs ~2 fds per stream", file=sys.stderr)
     nproc = os.cpu_count() or 1
-    if nproc < 2 or not shutil.which("taskset"):
-        args.gw_cpus = args.load_cpus = ""
-    if args.load_cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
+    pin_load(args, nproc)
     pinning = (f"Pinned (taskset): gateway on CPU {args.gw_cpus}, upstreams + client on CPU {args.load_cpus} "
                f"(nproc {nproc})." if args.gw_cpus else f"NOT pinned (nproc {nproc}).")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out).resolve() if args.out else HERE / "results" / f"memory-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="work-", dir=out))
+    out, work = make_out_dirs(args.out, "memory", stamp)
 
-    def on_signal(signum: int, _frame: object) -> None:  # SIGTERM/SIGHUP -> exception -> cleanup
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    exit_on_signals()
+    install_uvloop()
     machine = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                    "?")
     meta = {"command": ".venv/bin/python bench/memory.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:]),

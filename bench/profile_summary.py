@@ -84,7 +84,7 @@ def main():
             inner = next((short(f) for f in reversed(frames) if split(f)[1].startswith("yourouter/")), None)
             yr[inner or "(no YouRouter frame: server/loop/client code outside a request handler)"] += n
 
-        def show(title, counter, top):
+        def show(title, counter, top, sub=sub):
             print(f"\n### {title}")
             for k, v in counter.most_common(top):
                 print(f"{100 * v / sub:5.1f}%  {k}")

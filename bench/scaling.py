@@ -56,13 +56,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _common import exit_on_signals, install_uvloop, make_out_dirs
 from chaos import Proc, cpu_seconds, free_port
 from scaling_probes import (
     PG_COUNTERS,
@@ -439,21 +439,10 @@ def main() -> int:
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
                            text=True).stdout.strip()
     commit += " + uncommitted src/ changes" if dirty else " (src/ clean)"
-    out = Path(args.out).resolve() if args.out else HERE / "results" / f"scaling-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="work-", dir=out))
+    out, work = make_out_dirs(args.out, "scaling", time.strftime("%Y%m%d-%H%M%S"))
 
-    def on_signal(signum: int, _frame: object) -> None:  # SIGTERM/SIGHUP -> exception -> cleanup
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    exit_on_signals()
+    install_uvloop()
 
     tag = secrets.token_hex(4)
     db_name = f"yourouter_bench_{tag}"

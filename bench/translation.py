@@ -45,6 +45,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _common import exit_on_signals, install_ref, install_uvloop
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BENCH_VENV_PY = Path(os.environ.get("BENCH_VENV", "/tmp/bench-venv")) / "bin" / "python"
@@ -156,24 +158,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def install_ref(ref: str) -> tuple[Path, str]:
-    """Like bench/run.sh with YOUROUTER_REF: `git archive` of the commit into its own (non-editable) venv."""
-    sha = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short=12", f"{ref}^{{commit}}"],
-                                  text=True).strip()
-    venv = Path(os.environ.get("TMPDIR", "/tmp")) / f"yourouter-bench-{sha}"
-    py = venv / "bin" / "python"
-    installed = py.exists() and subprocess.run([str(py), "-c", "import yourouter"], capture_output=True).returncode == 0
-    if not installed:
-        print(f"installing {sha} into {venv} ...", flush=True)
-        with tempfile.TemporaryDirectory() as src:
-            archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", sha], stdout=subprocess.PIPE)
-            subprocess.run(["tar", "-x", "-C", src], stdin=archive.stdout, check=True, timeout=120)
-            archive.wait(timeout=60)
-            subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=120)
-            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", src], check=True, timeout=600)
-    return venv / "bin" / "yourouter", sha
 
 
 def write_config(tmp: Path, mock_port: int, gw_port: int) -> Path:
@@ -524,11 +508,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="yr-translation-"))
     procs: list[Proc] = []
 
-    def on_signal(signum, _frame):  # turn SIGTERM/SIGHUP into an exception so `finally` cleans up
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    exit_on_signals()  # SIGTERM/SIGHUP -> exception, so `finally` cleans up
     try:
         mock_port, gw_port = free_port(), free_port()
         mock = Proc("mock", [args.mock_python, args.mock, "--host", "127.0.0.1", "--port", str(mock_port),
@@ -545,12 +525,7 @@ def main() -> int:
                                      capture_output=True, text=True, timeout=30).stdout.strip() or "?"
         except (OSError, subprocess.TimeoutExpired):
             version = "?"
-        try:
-            import uvloop  # noqa: PLC0415
-
-            uvloop.install()
-        except ImportError:
-            pass
+        install_uvloop()
         runs = asyncio.run(measure(args, f"http://127.0.0.1:{gw_port}", gw))
         if not mock.alive():
             print(f"warning: the mock exited:\n{mock.tail()}", file=sys.stderr)

@@ -58,18 +58,17 @@ import re
 import resource
 import shlex
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from chaos import Proc, cpu_busy, cpu_seconds, free_port, install_ref, wait_ready
+from _common import exit_on_signals, install_uvloop, make_out_dirs, pin_load, resolve_yourouter, write_marked
+from chaos import Proc, cpu_busy, cpu_seconds, free_port, wait_ready
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -613,20 +612,9 @@ def report(out: dict[str, Any], a: dict[str, Any], meta: dict[str, Any], args: a
 
 
 def write_md(text: str) -> Path:
-    path = HERE / "WORKERS.md"
-    block = f"{MD_BEGIN}\n## Last run (written by bench/workers.py)\n\n{text}{MD_END}\n"
-    if path.exists():
-        old = path.read_text()
-        if MD_BEGIN in old and MD_END in old:
-            head, rest = old.split(MD_BEGIN, 1)
-            tail = rest.split(MD_END, 1)[1].lstrip("\n")
-            path.write_text(head + block + ("\n" + tail if tail else ""))
-            return path
-        path.write_text(old.rstrip("\n") + "\n\n" + block)
-        return path
-    path.write_text("# Scaling: --workers 1 vs 2\n\n"
-                    "`.venv/bin/python bench/workers.py --ref HEAD` (method: its docstring).\n\n" + block)
-    return path
+    return write_marked(HERE / "WORKERS.md", MD_BEGIN, MD_END, "## Last run (written by bench/workers.py)", text,
+                        "# Scaling: --workers 1 vs 2\n\n"
+                        "`.venv/bin/python bench/workers.py --ref HEAD` (method: its docstring).\n\n")
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -666,45 +654,18 @@ def main() -> int:
     if "cpu" in parts and not shutil.which("wrk"):
         p.error("wrk not found (../shared/bench/setup_peers.sh installs it)")
     t_start = time.monotonic()
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    if args.yourouter_bin:
-        yr_bin = Path(args.yourouter_bin)
-        commit = f"? (--yourouter-bin; HEAD is {commit})"
-    elif args.ref:
-        yr_bin, commit = install_ref(args.ref)
-    else:
-        yr_bin = ROOT / ".venv" / "bin" / "yourouter"
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True).stdout.strip()
-        commit += " + uncommitted src/ changes (the editable .venv)" if dirty else " (src/ clean)"
-    if not yr_bin.exists():
-        p.error(f"yourouter not found at {yr_bin} (use --yourouter-bin or --ref)")
+    yr_bin, commit = resolve_yourouter(args, p)
     nproc = os.cpu_count() or 1
-    if nproc < 2 or not shutil.which("taskset"):
-        args.gw_cpus = args.gw2_cpus = args.load_cpus = ""
-    if args.load_cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
+    pin_load(args, nproc, ("gw_cpus", "gw2_cpus", "load_cpus"))
     rpid = redis_pid(args.redis_url)
     if rpid is None:
         p.error(f"Redis not reachable at {args.redis_url}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = f"{stamp}-{os.getpid()}"
-    out_dir = Path(args.out).resolve() if args.out else HERE / "results" / f"workers-{stamp}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="work-", dir=out_dir))
+    out_dir, work = make_out_dirs(args.out, "workers", stamp)
 
-    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    exit_on_signals()
+    install_uvloop()
 
     out: dict[str, Any] = {}
     meta: dict[str, Any] = {}
