@@ -62,6 +62,46 @@ def test_request_bytes_through_upstream_pool() -> None:
     run(main())
 
 
+def test_the_pool_reuses_a_fixed_providers_head_and_rebuilds_any_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head up to Content-Length is cached per URL for a provider whose headers are one fixed dict; extra
+    headers, or a provider that returns a new dict per request (SigV4 signing), get a head built for the call."""
+    from yourouter.pipeline import upstream as upstream_module
+
+    built: list[dict[str, str]] = []
+    real = upstream_module.head_without_length
+
+    def counting(url: yarl.URL, host: bytes, headers: dict[str, str]) -> bytes:
+        built.append(headers)
+        return real(url, host, headers)
+
+    monkeypatch.setattr(upstream_module, "head_without_length", counting)
+    url = "http://up.example:8080/v1/chat"
+    parsed = yarl.URL(url, encoded=True)
+
+    async def main() -> None:
+        fixed_headers = {"Authorization": "Bearer sk-1"}
+        fixed = FakeProvider()
+        fixed.headers = lambda u, b: fixed_headers  # type: ignore[method-assign]
+        upstream = UpstreamPool([cast(Any, fixed)])
+        try:
+            for body in (b"{}", b'{"a":1}', b'{"a":1}'):
+                context = upstream.post(cast(Any, fixed), url, body)
+                assert context._head == request_head(parsed, b"up.example:8080", fixed_headers, len(body))
+            assert built == [fixed_headers]  # built once, for the first request
+            extra = upstream.post(cast(Any, fixed), url, b"{}", {"X-Extra": "1"})
+            assert extra._head.endswith(b"Authorization: Bearer sk-1\r\nX-Extra: 1\r\nContent-Length: 2\r\n\r\n")
+            assert b"X-Extra" not in upstream.post(cast(Any, fixed), url, b"{}")._head
+            signing = FakeProvider(name="signing")
+            signatures = iter(["sig-1", "sig-2", "sig-3"])
+            signing.headers = lambda u, b: {"Authorization": next(signatures)}  # type: ignore[method-assign]
+            heads = [upstream.post(cast(Any, signing), url, b"{}")._head for _ in range(3)]
+            assert [h.count(b"Authorization: sig-%d\r\n" % (i + 1)) for i, h in enumerate(heads)] == [1, 1, 1]
+        finally:
+            await upstream.close()
+
+    run(main())
+
+
 def test_host_header_omits_only_the_default_port() -> None:
     async def main() -> None:
         cases = {

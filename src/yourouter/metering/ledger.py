@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import operator
 import time
 from collections import deque
 from dataclasses import dataclass, field, fields
@@ -48,10 +49,15 @@ class UsageRecord:
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 
 
+_COLUMN_VALUES = operator.attrgetter(*COLUMNS)
+_CREATED_AT = COLUMNS.index("created_at")
+
+
 def _values(row: UsageRecord) -> tuple[object, ...]:
-    """A row as a plain tuple (no deep copies: `dataclasses.asdict` cost ~45 us a row here)."""
-    values = [getattr(row, name) for name in COLUMNS]
-    values[2] = dt.datetime.fromtimestamp(row.created_at, dt.UTC)
+    """A row as a plain tuple (no deep copies: `dataclasses.asdict` cost ~45 us a row here; one attrgetter call
+    instead of a getattr per column)."""
+    values = list(_COLUMN_VALUES(row))
+    values[_CREATED_AT] = dt.datetime.fromtimestamp(row.created_at, dt.UTC)
     return tuple(values)
 
 

@@ -458,6 +458,16 @@ class Http1RequestContext:
 
 def request_head(url: yarl.URL, host_header: bytes, headers: dict[str, str], body_length: int) -> bytes:
     """`POST <path?query> HTTP/1.1` and the headers, ending with the blank line."""
+    return head_without_length(url, host_header, headers) + content_length(body_length)
+
+
+def content_length(body_length: int) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % body_length
+
+
+def head_without_length(url: yarl.URL, host_header: bytes, headers: dict[str, str]) -> bytes:
+    """The request line and headers up to (not including) Content-Length and the blank line: the part the
+    upstream pool caches per URL for providers whose headers are fixed."""
     target = url.raw_path_qs or "/"
     lines = [b"POST ", target.encode("latin-1"), b" HTTP/1.1\r\n"]
     if not any(name.lower() == "host" for name in headers):  # a signed request (SigV4) carries its own
@@ -466,5 +476,4 @@ def request_head(url: yarl.URL, host_header: bytes, headers: dict[str, str], bod
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError(f"invalid upstream header {name!r}")
         lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
-    lines.append(b"Content-Length: %d\r\n\r\n" % body_length)
     return b"".join(lines)

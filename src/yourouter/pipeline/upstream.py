@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import aiohttp
 import yarl
 
-from yourouter.pipeline.http1 import Http1Pool, Http1RequestContext, request_head
+from yourouter.pipeline.http1 import Http1Pool, Http1RequestContext, content_length, head_without_length, request_head
 from yourouter.providers.base import Provider
 
 _MAX_URLS = 4096
@@ -25,7 +25,8 @@ class UpstreamPool:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._pools: dict[tuple[str, str, str, int | None], Http1Pool] = {}
         # a deployment's few URLs, parsed once (yarl costs ~3 us a parse), with the pool that serves each
-        self._urls: dict[tuple[str, str], tuple[yarl.URL, Http1Pool]] = {}
+        #: (provider, url) -> parsed URL, its pool, and the head without Content-Length for the headers dict given
+        self._urls: dict[tuple[str, str], tuple[yarl.URL, Http1Pool, dict[str, str], bytes]] = {}
 
     def session(self, provider: Provider) -> aiohttp.ClientSession:
         session = self._sessions.get(provider.name)
@@ -47,16 +48,23 @@ class UpstreamPool:
         the provider's credentials. The URL is sent exactly as built (providers quote their path parts; SigV4
         signs them as is)."""
         headers = provider.headers(url, body)
-        if extra_headers:
-            headers = {**headers, **extra_headers}
         known = self._urls.get((provider.name, url))
         if known is None:
             if len(self._urls) >= _MAX_URLS:  # URLs naming many models (Gemini, Bedrock): keep the cache bounded
                 self._urls.clear()
             parsed = yarl.URL(url, encoded=True)
-            known = self._urls[(provider.name, url)] = (parsed, self._pool(provider, parsed))
-        parsed, pool = known
-        return Http1RequestContext(pool, request_head(parsed, pool.host_header, headers, len(body)), body)
+            pool = self._pool(provider, parsed)
+            # The head up to Content-Length, for providers whose headers are one fixed dict (all but SigV4)
+            known = self._urls[(provider.name, url)] = (parsed, pool, headers,
+                                                         head_without_length(parsed, pool.host_header, headers))
+        parsed, pool, fixed_headers, fixed_head = known
+        if headers is fixed_headers and not extra_headers:
+            head = fixed_head + content_length(len(body))
+        else:
+            if extra_headers:
+                headers = {**headers, **extra_headers}
+            head = request_head(parsed, pool.host_header, headers, len(body))
+        return Http1RequestContext(pool, head, body)
 
     def _pool(self, provider: Provider, url: yarl.URL) -> Http1Pool:
         if url.scheme not in ("http", "https"):
