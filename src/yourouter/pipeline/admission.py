@@ -15,7 +15,6 @@ from decimal import Decimal
 
 from yourouter.auth.keys import ClientKey
 from yourouter.ir.errors import ErrorKind, GatewayError
-from yourouter.ir.usage import Usage
 from yourouter.limits.memory import MemoryLimitBackend
 from yourouter.limits.model import (
     Budget,
@@ -33,6 +32,8 @@ from yourouter.routing.catalog import Route
 
 log = logging.getLogger("yourouter.limits")
 _BASE64 = re.compile(rb"base64,([A-Za-z0-9+/=]+)")
+_PER_MILLION = Decimal(1_000_000)
+_KEY_LIMITS_CACHED = 10_000  # keys whose Limits/Budget objects are kept; past that the cache starts over
 _MEDIA_TOKENS = 1000  # an inline image or file, whatever its byte size
 _KIND_TEXT = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}
 
@@ -94,6 +95,7 @@ class Admission:
         #: The in-process backend settles without suspending, so awaiting it cannot be interrupted by a
         #: cancellation; a networked one runs on as its own task (`Pipeline.settle`).
         self.settles_in_process = isinstance(backend, MemoryLimitBackend)
+        self._key_limits: dict[str, tuple[ClientKey, Limits, Budget | None]] = {}
 
     def _unavailable(self, exc: Exception) -> GatewayError | None:
         """A backend failure: logged once when it starts, counted; refused (fail closed) unless `fail_open`."""
@@ -112,19 +114,28 @@ class Admission:
             log.warning("limits backend reachable again")
             self.backend_up = True
 
-    @staticmethod
-    def limits_of(key: ClientKey) -> tuple[Limits, Budget | None]:
-        """The key's limits as the engine takes them."""
+    def limits_of(self, key: ClientKey) -> tuple[Limits, Budget | None]:
+        """The key's limits as the engine takes them; built once per key object (a changed key is a new object)."""
+        known = self._key_limits.get(key.id)
+        if known is not None and known[0] is key:
+            return known[1], known[2]
         budget = None if key.budget_usd is None else Budget(key.budget_usd, key.budget_period)  # type: ignore[arg-type]
-        return Limits(key.rpm, key.tpm, key.max_concurrency), budget
+        limits = Limits(key.rpm, key.tpm, key.max_concurrency)
+        if len(self._key_limits) >= _KEY_LIMITS_CACHED:
+            self._key_limits.clear()
+        self._key_limits[key.id] = (key, limits, budget)
+        return limits, budget
 
     def _reservation(self, routes: list[Route], prompt: int, output: int) -> Decimal:
-        usage = Usage(prompt_tokens=prompt, completion_tokens=output)
+        """The worst case over the candidates: `Price.cost` of (prompt, output) tokens, without a `Usage` per
+        route."""
         worst = Decimal(0)
         for route in routes:
-            cost = self._prices.cost(route.entry if route.entry is not None else route.upstream_model, usage)
-            if cost is not None and cost > worst:
-                worst = cost
+            price = self._prices.price_for(route.entry if route.entry is not None else route.upstream_model)
+            if price is not None:
+                cost = (prompt * price.input + output * price.output) / _PER_MILLION
+                if cost > worst:
+                    worst = cost
         return min(worst, self._ceiling)
 
     async def admit(self, request_id: str, key: ClientKey, body: bytes, max_output: int | None,
