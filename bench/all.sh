@@ -10,7 +10,8 @@
 #      without limits), LiteLLM and Portkey side by side: non-streaming c=1/10/50, streaming at 10 streams,
 #      startup, RSS                                                             -> bench/results/<stamp>/
 #   2. the same harness again with 100 concurrent streams                      -> bench/results/<stamp>/
-#   2b. bench/ttft.py: TTFT at 100 streams, floor and YouRouter over 6 alternating rounds (one pass is noise) -> TTFT.md
+#   2b. bench/rounds.py: the headline ratios (c=50 throughput and CPU, Redis/in-process CPU, 100-stream TTFT and CPU)
+#       over 6 rounds of floor, YouRouter and YouRouter on Redis in rotating order (one pass is noise) -> ROUNDS.md
 #   3. bench/translation.py: translated (Anthropic client -> OpenAI upstream) against passthrough -> TRANSLATION.md
 #   4. bench/limits.py: limits + budget overhead, in process and on Redis        -> LIMITS.md
 #   5. bench/memory.py: 10-minute soak at 300 req/s (mixed) and 1,000 open streams -> MEMORY.md
@@ -32,7 +33,7 @@ main_run="$(stamp)"
 SKIP_INSTALL=1 bench/run.sh --only direct floor yourouter yourouter-redis litellm portkey \
   --concurrency 1 --duration 10 --repeat 1 --stream-concurrency 100        # 2
 stream_run="$(stamp)"
-"$PY" bench/ttft.py --ref "$YOUROUTER_REF" --rounds 6                  # 2b
+"$PY" bench/rounds.py --ref "$YOUROUTER_REF" --rounds 6                # 2b
 "$PY" bench/translation.py --ref "$YOUROUTER_REF"                       # 3
 "$PY" bench/limits.py --ref "$YOUROUTER_REF" --rounds 4                 # 4
 "$PY" bench/memory.py --ref "$YOUROUTER_REF"                            # 5
