@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from yourouter.config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings_from_mapping
+from yourouter.prefork import STARTUP_FAILURE
 
 if TYPE_CHECKING:
     from yourouter.app import Gateway
@@ -30,7 +31,6 @@ err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (default: $YOUROUTER_CONFIG, "
                                                    "then ./yourouter.yaml, then environment variables).")]
-STARTUP_FAILURE = 3  # uvicorn's exit status when the application cannot start
 DEMO_MODELS = {"openai": ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"],
                "anthropic": ["claude-sonnet-4-5"], "google": ["gemini-2.5-flash", "gemini-embedding-001"]}
 

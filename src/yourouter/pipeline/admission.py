@@ -32,7 +32,6 @@ from yourouter.routing.catalog import Route
 
 log = logging.getLogger("yourouter.limits")
 _BASE64 = re.compile(rb"base64,([A-Za-z0-9+/=]+)")
-_PER_MILLION = Decimal(1_000_000)
 _KEY_LIMITS_CACHED = 10_000  # keys whose Limits/Budget objects are kept; past that the cache starts over
 _MEDIA_TOKENS = 1000  # an inline image or file, whatever its byte size
 _KIND_TEXT = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}
@@ -127,13 +126,13 @@ class Admission:
         return limits, budget
 
     def _reservation(self, routes: list[Route], prompt: int, output: int) -> Decimal:
-        """The worst case over the candidates: `Price.cost` of (prompt, output) tokens, without a `Usage` per
+        """The worst case over the candidates: `Price.tokens_cost` of (prompt, output), without a `Usage` per
         route."""
         worst = Decimal(0)
         for route in routes:
             price = self._prices.price_for(route.entry if route.entry is not None else route.upstream_model)
             if price is not None:
-                cost = (prompt * price.input + output * price.output) / _PER_MILLION
+                cost = price.tokens_cost(prompt, output)
                 if cost > worst:
                     worst = cost
         return min(worst, self._ceiling)

@@ -155,17 +155,18 @@ _STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 404: ErrorKind.NOT_FOUND, 413: 
                  422: ErrorKind.INVALID_REQUEST}
 
 
-_REQUEST_ID_PREFIX = "req_" + os.urandom(6).hex()
+_REQUEST_ID_PREFIX = ""
 _request_counter = itertools.count(1)
 
 
 def _new_request_id_prefix() -> None:
-    """A forked worker (`serve --workers N`) must not reuse its parent's prefix: ids would collide across workers."""
+    """Per process; a forked worker (`serve --workers N`) draws its own, or ids would collide across workers."""
     global _REQUEST_ID_PREFIX, _request_counter
     _REQUEST_ID_PREFIX = "req_" + os.urandom(6).hex()
     _request_counter = itertools.count(1)
 
 
+_new_request_id_prefix()
 os.register_at_fork(after_in_child=_new_request_id_prefix)
 
 

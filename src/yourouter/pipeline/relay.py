@@ -142,11 +142,6 @@ async def relay_stream(send: Send, response: Http1Response, headers: Headers,
     tap_event = tap.event
 
     def convert(events: list[bytes]) -> bytes:
-        if len(events) == 1:  # the common case: one event per upstream read
-            forwarded = tap_event(events[0])
-            if forwarded is None:
-                return b""
-            return forwarded if framing is None else framing.frame(forwarded)
         out = []
         for event in events:
             forwarded = tap_event(event)

@@ -24,8 +24,8 @@ class UpstreamPool:
         self._providers = {p.name: p for p in providers}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._pools: dict[tuple[str, str, str, int | None], Http1Pool] = {}
-        # a deployment's few URLs, parsed once (yarl costs ~3 us a parse), with the pool that serves each
-        #: (provider, url) -> parsed URL, its pool, and the head without Content-Length for the headers dict given
+        #: (provider, url) -> the URL parsed once (yarl costs ~3 us a parse), the pool that serves it, and the
+        #: request head without Content-Length for the headers dict given when it was first seen
         self._urls: dict[tuple[str, str], tuple[yarl.URL, Http1Pool, dict[str, str], bytes]] = {}
 
     def session(self, provider: Provider) -> aiohttp.ClientSession:

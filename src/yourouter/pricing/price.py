@@ -42,6 +42,10 @@ class Price:
         """Input plus output USD per 1M tokens: what the `cost` routing strategy orders deployments by."""
         return self.input + self.output
 
+    def tokens_cost(self, prompt: int, completion: int) -> Decimal:
+        """USD for `prompt` input and `completion` output tokens, none of them cached (both ≥ 0)."""
+        return (prompt * self.input + completion * self.output) / _PER_MILLION
+
     def cost(self, usage: Usage | None = None, queries: int = 0) -> Decimal:
         """The exact USD cost of `usage` plus `queries` billed calls. Cached tokens are part of `prompt_tokens`
         (the IR's convention) and bill at `cached_input` when set, else at `input`."""
@@ -54,9 +58,8 @@ class Price:
         if completion < 0:
             completion = 0
         if cached <= 0:  # the common case: no cached tokens
-            tokens = prompt * self.input + completion * self.output
-        else:
-            cached = min(cached, prompt)
-            cached_rate = self.input if self.cached_input is None else self.cached_input
-            tokens = (prompt - cached) * self.input + cached * cached_rate + completion * self.output
+            return total + self.tokens_cost(prompt, completion)
+        cached = min(cached, prompt)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        tokens = (prompt - cached) * self.input + cached * cached_rate + completion * self.output
         return total + tokens / _PER_MILLION

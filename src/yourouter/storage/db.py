@@ -72,9 +72,10 @@ def _migrate(connection: Connection) -> None:
         return  # every start after the first: no Alembic import (~0.15 s) and no migration scripts to load
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
-        if _version(connection) == HEAD_REVISION:  # another instance migrated while this one waited
-            return
-    if _version(connection) is None and not inspect(connection).get_table_names():
+    version = _version(connection)  # read again under the lock: another instance may have migrated meanwhile
+    if version == HEAD_REVISION:
+        return
+    if version is None and not inspect(connection).get_table_names():
         # An empty database: build the newest schema directly and stamp it, as Alembic's docs recommend for a
         # fresh install ("create_all, then stamp head"). The test that checks HEAD_REVISION also checks that this
         # schema equals the one the migrations build, on SQLite and PostgreSQL.
