@@ -179,6 +179,8 @@ def test_connect_to_a_closed_port_is_unreachable() -> None:
     b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nBad Header Without Colon\r\n\r\n",
     b"\x00\x01\x02\x03\r\n\r\n",
+    pytest.param(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                 id="a-protocol-switch-is-refused"),
 ])
 def test_invalid_http_before_the_body_raises(garbage: bytes) -> None:
     async def main() -> None:
@@ -213,25 +215,6 @@ def test_invalid_chunk_framing_mid_body_raises() -> None:
             finally:
                 pool.close()
             assert received == b"abc"
-
-    run(main())
-
-
-def test_a_protocol_switch_is_refused() -> None:
-    async def main() -> None:
-        async def handler(peer: Peer) -> None:
-            if await peer.request() is not None:
-                await peer.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                b"Connection: Upgrade\r\n\r\n")
-                await peer.client_closed()
-
-        async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
-                with pytest.raises(aiohttp.ClientError):
-                    await asyncio.wait_for(fetch(pool, server.url), 2.0)
-            finally:
-                pool.close()
 
     run(main())
 
