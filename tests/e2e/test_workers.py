@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.support.gateway import STATIC_KEY, closed_port, gateway_config
+from tests.support.gateway import STATIC_KEY, closed_port, gateway_config, http
 from tests.support.process import serve_process, write_config, yourouter
 from yourouter.pipeline.core import new_request_id
 
@@ -24,6 +24,15 @@ def _children(pid: int) -> set[int]:
 
 def _prefix(request_id: str) -> str:
     return request_id[:-12]  # the per-process prefix, without the 12-digit counter
+
+
+def _until_both_answered(url: str) -> None:
+    """New connections until two request-id prefixes (two workers) have answered."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 20
+    while len(seen) < 2:
+        assert time.monotonic() < deadline, f"only {seen} answered"
+        seen.add(_prefix(http("GET", url + "/health", timeout=5).headers["x-request-id"]))
 
 
 def test_a_forked_worker_draws_its_own_request_id_prefix() -> None:
@@ -47,6 +56,7 @@ def test_a_killed_worker_is_replaced_and_serving_goes_on(sim_a: str, sim_b: str,
     with serve_process(path, "--workers", "2") as gateway:
         workers = _children(gateway.process.pid)
         assert len(workers) == 2
+        _until_both_answered(gateway.url)  # a worker killed before it served would stop `serve` (by design)
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 20
