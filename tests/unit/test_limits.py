@@ -617,6 +617,60 @@ def test_memory_and_redis_agree_on_random_traffic(shared: Backends, seed: int) -
     asyncio.run(body())
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_one_scope_fast_path_decides_as_the_general_one(seed: int) -> None:
+    """In process, a request charging one scope takes a path of its own (no per-scope lists); the same traffic
+    with an unlimited second scope added takes the general one. Decisions, waits and states must be the same."""
+    import random
+
+    rng = random.Random(seed)
+    clock = Clock(datetime(2024, 6, 30, 23, 59, 0, tzinfo=UTC).timestamp())
+    fast = MemoryLimitBackend(Ledger(Decimal("0.5")), clock=clock, inflight_ttl_s=40)
+    general = MemoryLimitBackend(Ledger(Decimal("0.5")), clock=clock, inflight_ttl_s=40)
+    pad = Charge("pad", Limits())
+
+    async def body() -> None:
+        open_tickets: list[tuple[Ticket, Ticket]] = []
+        seen = {"admitted": 0, "refused": 0}
+        for step in range(300):
+            clock.now += rng.choice([0.0, 0.2, 0.7, 1.0, 3.3, 9.0])
+            if open_tickets and rng.random() < 0.45:
+                one, two = open_tickets.pop(rng.randrange(len(open_tickets)))
+                tokens, cost = rng.randrange(0, 400), Decimal(rng.randrange(0, 150_000)) / 1_000_000
+                await fast.settle(one, tokens, cost)
+                await general.settle(two, tokens, cost)
+                continue
+            budget = rng.choice([None, Budget(Decimal(5), "day"), Budget(Decimal(3))])
+            charge = Charge("key:k", Limits(rpm=rng.choice([None, 12]), tpm=rng.choice([None, 2500]),
+                                            max_concurrency=rng.choice([None, 6])),
+                            tokens=rng.randrange(0, 300), budget=budget,
+                            reserve_usd=Decimal(rng.randrange(0, 200_000)) / 1_000_000)
+            outcomes: list[Ticket | LimitExceeded] = []
+            for backend, asked in ((fast, [charge]), (general, [charge, pad])):
+                try:
+                    outcomes.append(await backend.admit(f"s{step}", asked))
+                except LimitExceeded as refusal:
+                    outcomes.append(refusal)
+            one_outcome, two_outcome = outcomes
+            if isinstance(one_outcome, Ticket):
+                assert isinstance(two_outcome, Ticket), (step, two_outcome)
+                assert one_outcome.states["key:k"] == two_outcome.states["key:k"], step
+                assert one_outcome.period_keys == two_outcome.period_keys
+                open_tickets.append((one_outcome, two_outcome))
+                seen["admitted"] += 1
+            else:
+                assert isinstance(two_outcome, LimitExceeded), (step, one_outcome)
+                seen["refused"] += 1
+                assert (one_outcome.scope, one_outcome.kind, one_outcome.retry_after_s) == (
+                    two_outcome.scope, two_outcome.kind, two_outcome.retry_after_s)
+                assert one_outcome.states["key:k"] == two_outcome.states["key:k"], step
+        assert seen["admitted"] > 20 and seen["refused"] > 20, seen  # both branches exercised
+        await fast.close()
+        await general.close()
+
+    asyncio.run(body())
+
+
 def test_a_redis_restart_is_survived(tmp_path: Path) -> None:
     """A Redis of its own, stopped and started again: calls fail as unavailable meanwhile, then work again (scripts
     reloaded, budget counters read again from the ledger, as the new server is empty)."""

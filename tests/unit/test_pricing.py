@@ -136,6 +136,13 @@ def test_price_for_a_model_entry() -> None:
     assert BOOK.price_for(by_name) is PRICES["gpt-4.1"]
     assert BOOK.price_for(ModelEntry(name="mystery")) is None
     assert BOOK.cost(own, Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)) == Decimal(5)
+    # Remembered per entry object (the request path asks twice per request): same answer, and an entry built
+    # later (a reloaded config) is priced by its own fields, even if it reuses a freed object's id.
+    assert BOOK.price_for(own) is BOOK.price_for(own)
+    for n in range(50):
+        entry = ModelEntry(name="gpt-4o", price={"input": n, "output": 0})  # type: ignore[arg-type]
+        assert BOOK.price_for(entry) == Price.of(n, 0)
+        del entry
 
 
 def test_config_prices_and_deployment_price() -> None:

@@ -69,11 +69,62 @@ class MemoryLimitBackend:
             raise ValueError("each scope may be charged once per request")
         while True:
             now = self._clock()
-            result = self._admit_now(request_id, charges, now)
+            if len(charges) == 1:  # the common case (one key, or one deployment): no per-scope lists
+                admitted = self._admit_one(request_id, charges, now)
+                if isinstance(admitted, Ticket):
+                    return admitted
+                if admitted is not None:
+                    await self._load_spend(charges[0].scope, admitted)
+                    continue
+            result = self._admit_now(request_id, charges, now)  # several scopes, or a refusal to explain
             if isinstance(result, Ticket):
                 return result
             for scope, span in result:  # budget counters to load first; then check again from scratch
                 await self._load_spend(scope, span)
+
+    def _admit_one(self, request_id: str, charges: tuple[Charge, ...], now: float) -> Ticket | PeriodSpan | None:
+        """`_admit_now` for one scope: the Ticket, the budget period whose spend must be loaded first, or None when
+        a limit refuses (`_admit_now` then builds the refusal: the same checks, in one place)."""
+        charge = charges[0]
+        sc = self._scopes.get(charge.scope)
+        if sc is None:
+            sc = self._scopes[charge.scope] = _ScopeCounters()
+        sc.prune(now)
+        inflight = sc.inflight
+        if request_id in inflight:
+            raise ValueError(f"request {request_id!r} is already in flight")
+        sec = int(now)
+        limits = charge.limits
+        rpm, tpm, budget = limits.rpm, limits.tpm, charge.budget
+        if rpm is not None and sc.requests.used(sec) >= rpm:
+            return None
+        if tpm is not None and not tokens_fit(sc.tokens.used(sec), tpm, charge.tokens):
+            return None
+        if limits.max_concurrency is not None and len(inflight) >= limits.max_concurrency:
+            return None
+        expires_at = now + self._ttl
+        if budget is None:
+            span = None
+            period_keys = {}
+            inflight[request_id] = (expires_at, ZERO)
+        else:
+            span = self._calendar.span(budget, now)
+            spend = sc.spend.get(span.key)
+            if spend is None:
+                return span
+            held = spend + sc.reserved
+            reserve = charge.reserve_usd
+            if held >= budget.limit_usd or held + reserve > budget.limit_usd:
+                return None
+            inflight[request_id] = (expires_at, reserve)
+            sc.reserved += reserve
+            period_keys = {charge.scope: span.key}
+        if rpm is not None:
+            sc.requests.add(sec, 1)
+        if tpm is not None and charge.tokens:
+            sc.tokens.add(sec, charge.tokens)
+        return Ticket(request_id, charges, {charge.scope: self._state(sc, limits, budget, span, now)}, period_keys,
+                      now)
 
     def _admit_now(self, request_id: str, charges: tuple[Charge, ...],
                    now: float) -> Ticket | list[tuple[str, PeriodSpan]]:

@@ -12,7 +12,6 @@ import functools
 from decimal import Decimal
 
 from yourouter.config.schema import ModelEntry
-from yourouter.ir.usage import Usage
 from yourouter.limits.periods import PeriodSpan, period_span
 from yourouter.metering.ledger import UsageRecord
 from yourouter.pricing import PriceBook
@@ -54,12 +53,11 @@ def price_record(record: UsageRecord, prices: PriceBook, model: str | ModelEntry
     if model is None or not billable(record):
         record.cost_usd = 0.0
         return ZERO
-    usage = Usage(prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
-                  cached_tokens=record.cached_tokens)
-    cost = prices.cost(model, usage)
-    if cost is None:
+    price = prices.price_for(model)
+    if price is None:
         record.unpriced, record.cost_usd = True, 0.0
         return ZERO
+    cost = price.tokens_cost(record.prompt_tokens, record.completion_tokens, record.cached_tokens)
     cost = cost.quantize(_NANO)  # the ledger keeps nine decimals; budgets count exactly what it keeps
     record.cost_usd = float(cost)
     return cost

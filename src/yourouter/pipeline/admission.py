@@ -33,6 +33,7 @@ from yourouter.routing.catalog import Route
 log = logging.getLogger("yourouter.limits")
 _BASE64 = re.compile(rb"base64,([A-Za-z0-9+/=]+)")
 _KEY_LIMITS_CACHED = 10_000  # keys whose Limits/Budget objects are kept; past that the cache starts over
+ZERO = Decimal(0)
 _MEDIA_TOKENS = 1000  # an inline image or file, whatever its byte size
 _KIND_TEXT = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}
 
@@ -64,8 +65,19 @@ def format_reset(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
-_RATE_NAMES = {name: (f"x-ratelimit-limit-{name}".encode(), f"x-ratelimit-remaining-{name}".encode(),
-                      f"x-ratelimit-reset-{name}".encode()) for name in ("requests", "tokens")}
+_REQUESTS = (b"x-ratelimit-limit-requests", b"x-ratelimit-remaining-requests", b"x-ratelimit-reset-requests")
+_TOKENS = (b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens")
+_RESETS: dict[int, bytes] = {}  # format_reset's answers by what it rounds to: ms below 1 s, else -(whole seconds)
+
+
+def _reset_bytes(seconds: float) -> bytes:
+    rounded = max(0, round(seconds * 1000)) if seconds < 1 else -int(seconds + 0.999)
+    text = _RESETS.get(rounded)
+    if text is None:
+        text = format_reset(seconds).encode()
+        if len(_RESETS) < 8192:  # ~1,000 ms values, plus the whole seconds of the waits seen
+            _RESETS[rounded] = text
+    return text
 
 
 def rate_headers(state: ScopeState | None) -> Headers:
@@ -73,11 +85,14 @@ def rate_headers(state: ScopeState | None) -> Headers:
     if state is None:
         return []
     headers: Headers = []
-    for name, window in (("requests", state.requests), ("tokens", state.tokens)):
-        if window is not None:
-            limit, remaining, reset = _RATE_NAMES[name]
-            headers += [(limit, b"%d" % window.limit), (remaining, b"%d" % max(0, window.remaining)),
-                        (reset, format_reset(window.reset_s).encode())]
+    window = state.requests
+    if window is not None:
+        headers += ((_REQUESTS[0], b"%d" % window.limit), (_REQUESTS[1], b"%d" % max(0, window.remaining)),
+                    (_REQUESTS[2], _reset_bytes(window.reset_s)))
+    window = state.tokens
+    if window is not None:
+        headers += ((_TOKENS[0], b"%d" % window.limit), (_TOKENS[1], b"%d" % max(0, window.remaining)),
+                    (_TOKENS[2], _reset_bytes(window.reset_s)))
     return headers
 
 
@@ -94,7 +109,7 @@ class Admission:
         #: The in-process backend settles without suspending, so awaiting it cannot be interrupted by a
         #: cancellation; a networked one runs on as its own task (`Pipeline.settle`).
         self.settles_in_process = isinstance(backend, MemoryLimitBackend)
-        self._key_limits: dict[str, tuple[ClientKey, Limits, Budget | None]] = {}
+        self._key_limits: dict[str, tuple[ClientKey, Limits, Budget | None, str]] = {}
 
     def _unavailable(self, exc: Exception) -> GatewayError | None:
         """A backend failure: logged once when it starts, counted; refused (fail closed) unless `fail_open`."""
@@ -115,20 +130,24 @@ class Admission:
 
     def limits_of(self, key: ClientKey) -> tuple[Limits, Budget | None]:
         """The key's limits as the engine takes them; built once per key object (a changed key is a new object)."""
+        _, limits, budget, _ = self._key_entry(key)
+        return limits, budget
+
+    def _key_entry(self, key: ClientKey) -> tuple[ClientKey, Limits, Budget | None, str]:
         known = self._key_limits.get(key.id)
         if known is not None and known[0] is key:
-            return known[1], known[2]
+            return known
         budget = None if key.budget_usd is None else Budget(key.budget_usd, key.budget_period)  # type: ignore[arg-type]
-        limits = Limits(key.rpm, key.tpm, key.max_concurrency)
         if len(self._key_limits) >= _KEY_LIMITS_CACHED:
             self._key_limits.clear()
-        self._key_limits[key.id] = (key, limits, budget)
-        return limits, budget
+        entry = self._key_limits[key.id] = (key, Limits(key.rpm, key.tpm, key.max_concurrency), budget,
+                                             key_scope(key))
+        return entry
 
     def _reservation(self, routes: list[Route], prompt: int, output: int) -> Decimal:
         """The worst case over the candidates: `Price.tokens_cost` of (prompt, output), without a `Usage` per
         route."""
-        worst = Decimal(0)
+        worst = ZERO
         for route in routes:
             price = self._prices.price_for(route.entry if route.entry is not None else route.upstream_model)
             if price is not None:
@@ -143,17 +162,16 @@ class Admission:
         `reserve_usd` replaces the token-priced reservation (things billed per call)."""
         if not key.limited:
             return None
-        limits, budget = self.limits_of(key)
+        _, limits, budget, scope = self._key_entry(key)
         prompt = estimate_prompt_tokens(body) if body else 0
         output = max_output if max_output is not None else self._default_output
         if budget is None:
-            reserve = Decimal(0)
+            reserve = ZERO
         elif reserve_usd is not None:
             reserve = min(reserve_usd, self._ceiling)
         else:
             reserve = self._reservation(routes, prompt, output)
-        charge = Charge(key_scope(key), limits, tokens=prompt + output if limits.tpm else 0, budget=budget,
-                        reserve_usd=reserve)
+        charge = Charge(scope, limits, prompt + output if limits.tpm else 0, budget, reserve)
         try:
             ticket = await self.backend.admit(request_id, (charge,))
         except LimitExceeded as refused:

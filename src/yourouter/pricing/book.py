@@ -50,6 +50,7 @@ class PriceBook:
         self._prices = {name.lower(): price for name, price in table.items()}
         self._prices.update((name.lower(), price) for name, price in (overrides or {}).items())
         self._memo: dict[str, Price | None] = {}
+        self._entries: dict[int, tuple[ModelEntry, Price | None]] = {}  # by id(): config entries are not hashable
 
     @classmethod
     def from_config(cls, prices: Mapping[str, PriceConfig], table: Mapping[str, Price] = PRICES) -> PriceBook:
@@ -70,9 +71,14 @@ class PriceBook:
         book's price for its upstream name, else for its client-facing name."""
         if isinstance(model, str):
             return self.lookup(model)
-        if model.price is not None:
-            return price_of(model.price)
-        return self.lookup(model.upstream_name) or self.lookup(model.name)
+        known = self._entries.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1]
+        price = price_of(model.price) if model.price is not None else (
+            self.lookup(model.upstream_name) or self.lookup(model.name))
+        if len(self._entries) < _MEMO_LIMIT:  # entries come from the config; the object is kept with its price
+            self._entries[id(model)] = (model, price)
+        return price
 
     def cost(self, model: str | ModelEntry, usage: Usage | None = None, queries: int = 0) -> Decimal | None:
         """The exact USD cost of `usage` (and `queries` billed calls) on `model`; None when it has no price."""

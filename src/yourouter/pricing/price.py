@@ -42,24 +42,23 @@ class Price:
         """Input plus output USD per 1M tokens: what the `cost` routing strategy orders deployments by."""
         return self.input + self.output
 
-    def tokens_cost(self, prompt: int, completion: int) -> Decimal:
-        """USD for `prompt` input and `completion` output tokens, none of them cached (both ≥ 0)."""
-        return (prompt * self.input + completion * self.output) / _PER_MILLION
-
-    def cost(self, usage: Usage | None = None, queries: int = 0) -> Decimal:
-        """The exact USD cost of `usage` plus `queries` billed calls. Cached tokens are part of `prompt_tokens`
-        (the IR's convention) and bill at `cached_input` when set, else at `input`."""
-        total = self.per_query * queries if queries else ZERO
-        if usage is None:
-            return total
-        prompt, completion, cached = usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+    def tokens_cost(self, prompt: int, completion: int, cached: int = 0) -> Decimal:
+        """USD for `prompt` input tokens, `cached` of them cached, and `completion` output tokens (negative counts
+        count as 0). Cached tokens are part of `prompt` (the IR's convention) and bill at `cached_input` when set,
+        else at `input`."""
         if prompt < 0:
             prompt = 0
         if completion < 0:
             completion = 0
         if cached <= 0:  # the common case: no cached tokens
-            return total + self.tokens_cost(prompt, completion)
+            return (prompt * self.input + completion * self.output) / _PER_MILLION
         cached = min(cached, prompt)
         cached_rate = self.input if self.cached_input is None else self.cached_input
-        tokens = (prompt - cached) * self.input + cached * cached_rate + completion * self.output
-        return total + tokens / _PER_MILLION
+        return ((prompt - cached) * self.input + cached * cached_rate + completion * self.output) / _PER_MILLION
+
+    def cost(self, usage: Usage | None = None, queries: int = 0) -> Decimal:
+        """The exact USD cost of `usage` plus `queries` billed calls (`tokens_cost` of its counts)."""
+        total = self.per_query * queries if queries else ZERO
+        if usage is None:
+            return total
+        return total + self.tokens_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
