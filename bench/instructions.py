@@ -3,6 +3,7 @@
     .venv/bin/python bench/instructions.py                          # floor, then the working tree (full pipeline)
     .venv/bin/python bench/instructions.py --ref HEAD~3 --ref HEAD  # commits side by side (git archive -> venvs)
     .venv/bin/python bench/instructions.py --config bench/yourouter.yaml --requests 2000 --stream
+    .venv/bin/python bench/instructions.py --stream --chunk-delay-ms 40 --requests 300   # one read per event
 
 Wall-clock CPU time per request moved by ±25 % between identical runs here while other work ran; valgrind's
 instruction count (`Ir`) for the same code, inputs and environment moves by about 1 % (bench/README.md, "Instructions
@@ -128,6 +129,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--stream", action="store_true", help="streamed chat completions (23 events each)")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0,
+                        help="the mock's delay between a stream's events (default 0: a stream in one write; the "
+                             "harness's paced mock uses 5 ms, so each event is a read and a write of its own)")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--top", type=int, default=0, help="list the N C functions with the most instructions")
     args = parser.parse_args()
@@ -138,7 +142,8 @@ def main() -> None:
     bench_python = os.environ.get("BENCH_VENV", "/tmp/bench-venv") + "/bin/python"
     mock_port = 18350
     mock = subprocess.Popen([bench_python if Path(bench_python).exists() else sys.executable,
-                             str(SHARED / "mock_upstream.py"), "--port", str(mock_port)],
+                             str(SHARED / "mock_upstream.py"), "--port", str(mock_port),
+                             "--chunk-delay-ms", str(args.chunk_delay_ms)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     upstream = f"http://127.0.0.1:{mock_port}/v1"
     results = []
@@ -162,6 +167,8 @@ def main() -> None:
         mock.terminate()
     floor = next((r["instructions_per_request"] for r in results if r["name"] == "floor"), None)
     kind = "streams" if args.stream else "requests"
+    if args.stream and args.chunk_delay_ms:
+        kind += f" paced {args.chunk_delay_ms:g} ms"
     print(f"\n{args.requests} {kind} at c={args.concurrency}, config {Path(args.config).name}; results in {out}")
     for r in results:
         ratio = f"  ({r['instructions_per_request'] / floor:.2f}x floor)" if floor else ""  # type: ignore[operator]

@@ -70,20 +70,25 @@ class SlidingWindow:
         """Seconds until the oldest non-empty bucket leaves the window (0 if the window is empty)."""
         for sec, count in self._cells:
             if count:
-                return max(0.0, sec + WINDOW_S - now)
+                left = sec + WINDOW_S - now
+                return left if left > 0.0 else 0.0
         return 0.0
 
 
+# Called for every admitted request (its x-ratelimit-* headers): conditional expressions, not max(), which is a
+# call with its argument tuple each time.
 def request_state(window: SlidingWindow, now: float, limit: int) -> WindowState:
     used = window.total
     reset = window.oldest_leaves(now)
     if used >= limit:  # full (or over a limit since lowered): when one more request fits
         reset = max(reset, window.until_at_most(now, limit - 1) or 0.0)
-    return WindowState(limit, max(0, limit - used), reset)
+        return WindowState(limit, 0, reset)
+    return WindowState(limit, limit - used, reset)
 
 
 def token_state(window: SlidingWindow, now: float, limit: int) -> WindowState:
-    return WindowState(limit, max(0, limit - window.total), window.oldest_leaves(now))
+    used = window.total
+    return WindowState(limit, limit - used if used < limit else 0, window.oldest_leaves(now))
 
 
 def requests_wait(window: SlidingWindow, now: float, limit: int) -> float | None:

@@ -85,14 +85,11 @@ def rate_headers(state: ScopeState | None) -> Headers:
     if state is None:
         return []
     headers: Headers = []
-    window = state.requests
-    if window is not None:
-        headers += ((_REQUESTS[0], b"%d" % window.limit), (_REQUESTS[1], b"%d" % max(0, window.remaining)),
-                    (_REQUESTS[2], _reset_bytes(window.reset_s)))
-    window = state.tokens
-    if window is not None:
-        headers += ((_TOKENS[0], b"%d" % window.limit), (_TOKENS[1], b"%d" % max(0, window.remaining)),
-                    (_TOKENS[2], _reset_bytes(window.reset_s)))
+    for names, window in ((_REQUESTS, state.requests), (_TOKENS, state.tokens)):
+        if window is not None:
+            remaining = window.remaining
+            headers += ((names[0], b"%d" % window.limit), (names[1], b"%d" % (remaining if remaining > 0 else 0)),
+                        (names[2], _reset_bytes(window.reset_s)))
     return headers
 
 
