@@ -48,10 +48,12 @@ class UpstreamReadTimeout(aiohttp.ClientConnectionError, TimeoutError):
 
 
 class Http1Response:
-    __slots__ = ("status", "headers", "_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_decoder")
+    __slots__ = ("status", "headers", "_conn", "_loop", "_chunks", "_size", "_done", "_error", "_waiter", "_decoder")
 
     def __init__(self, conn: _Connection, status: int, headers: CIMultiDictProxy[str]) -> None:
         self._conn: _Connection | None = conn
+        # the connection's loop, not asyncio.get_running_loop() per read: that checks os.getpid(), a system call
+        self._loop = conn._loop
         self.status = status
         self.headers = headers
         self._chunks: deque[bytes] = deque()
@@ -96,7 +98,7 @@ class Http1Response:
                 raise self._error
             if self._done:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
