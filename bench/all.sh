@@ -11,7 +11,8 @@
 #      startup, RSS                                                             -> bench/results/<stamp>/
 #   2. the same harness again with 100 concurrent streams                      -> bench/results/<stamp>/
 #   2b. bench/rounds.py: the headline ratios (c=50 throughput and CPU, Redis/in-process CPU, 100-stream TTFT and CPU)
-#       over 6 rounds of floor, YouRouter and YouRouter on Redis in rotating order (one pass is noise) -> ROUNDS.md
+#       over 8 rounds (ROUNDS=n) of floor, YouRouter and YouRouter on Redis in rotating order (one pass is noise)
+#                                                                               -> ROUNDS.md
 #   3. bench/translation.py: translated (Anthropic client -> OpenAI upstream) against passthrough -> TRANSLATION.md
 #   4. bench/limits.py: limits + budget overhead, in process and on Redis        -> LIMITS.md
 #   5. bench/memory.py: 10-minute soak at 300 req/s (mixed) and 1,000 open streams -> MEMORY.md
@@ -33,7 +34,7 @@ main_run="$(stamp)"
 SKIP_INSTALL=1 bench/run.sh --only direct floor yourouter yourouter-redis litellm portkey \
   --concurrency 1 --duration 10 --repeat 1 --stream-concurrency 100        # 2
 stream_run="$(stamp)"
-"$PY" bench/rounds.py --ref "$YOUROUTER_REF" --rounds 6                # 2b
+"$PY" bench/rounds.py --ref "$YOUROUTER_REF" --rounds "${ROUNDS:-8}"     # 2b
 "$PY" bench/translation.py --ref "$YOUROUTER_REF"                       # 3
 "$PY" bench/limits.py --ref "$YOUROUTER_REF" --rounds 4                 # 4
 "$PY" bench/memory.py --ref "$YOUROUTER_REF"                            # 5
