@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -162,10 +163,16 @@ async def fetch(pool: Http1Pool, url: str, body: bytes = b"{}") -> tuple[int, by
         return answer.status, await answer.read()
 
 
-def pool_for(server: Server, **options: Any) -> Http1Pool:
+@contextmanager
+def pool_for(server: Server, **options: Any) -> Iterator[Http1Pool]:
+    """A pool to `server`, closed on the way out (inside a running loop)."""
     options.setdefault("connect_timeout_s", 2.0)
     options.setdefault("read_timeout_s", 3.0)
-    return Http1Pool(yarl.URL(server.url), **options)
+    pool = Http1Pool(yarl.URL(server.url), **options)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 class FakeProvider:

@@ -36,12 +36,9 @@ from yourouter.pipeline.upstream import UpstreamPool
 def test_sequential_requests_share_one_connection() -> None:
     async def main() -> None:
         async with Server(serve(b"pong")) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 for i in range(5):
                     assert await fetch(pool, f"{server.url}/ping/{i}", b"%d" % i) == (200, b"pong")
-            finally:
-                pool.close()
             assert server.accepted == 1
             assert [request[1] for request in server.requests] == [b"0", b"1", b"2", b"3", b"4"]
             assert [request[0].split(b" ")[1] for request in server.requests] == [
@@ -58,12 +55,9 @@ def test_connection_close_from_the_server_opens_a_new_connection() -> None:
                 await peer.client_closed()  # ... which must not reuse the connection
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 for _ in range(3):
                     assert await fetch(pool, server.url) == (200, b"bye")
-            finally:
-                pool.close()
             assert server.accepted == 3
             assert len(server.requests) == 3
 
@@ -78,12 +72,9 @@ def test_an_http10_answer_is_not_kept_alive() -> None:
                 await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url) == (200, b"ok")
                 assert await fetch(pool, server.url) == (200, b"ok")
-            finally:
-                pool.close()
             assert server.accepted == 2
 
     run(main())
@@ -92,15 +83,12 @@ def test_an_http10_answer_is_not_kept_alive() -> None:
 def test_idle_connections_expire_after_keepalive() -> None:
     async def main() -> None:
         async with Server(serve()) as server:
-            pool = pool_for(server, keepalive_s=0.2)
-            try:
+            with pool_for(server, keepalive_s=0.2) as pool:
                 assert await fetch(pool, server.url) == (200, b"ok")
                 assert await fetch(pool, server.url) == (200, b"ok")
                 assert server.accepted == 1
                 await asyncio.sleep(0.3)
                 assert await fetch(pool, server.url) == (200, b"ok")
-            finally:
-                pool.close()
             assert server.accepted == 2
 
     run(main())
@@ -136,13 +124,10 @@ def test_an_idle_connection_closed_by_the_server_is_not_used_again() -> None:
                 peer.close()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url) == (200, b"once")
                 await asyncio.sleep(0.1)  # the close arrives while the connection idles
                 assert await fetch(pool, server.url) == (200, b"once")
-            finally:
-                pool.close()
             assert server.accepted == 2
 
     run(main())
@@ -162,13 +147,10 @@ def test_a_reused_connection_closed_before_any_answer_is_retried_once() -> None:
                 await peer.send(response(b"fresh"))
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url, b"1") == (200, b"fresh")
                 assert await fetch(pool, server.url, b"2") == (200, b"fresh")  # retried on a new connection
                 assert await fetch(pool, server.url, b"3") == (200, b"fresh")  # which is kept
-            finally:
-                pool.close()
             assert server.accepted == 2
             assert [request[1] for request in server.requests] == [b"1", b"2", b"2", b"3"]
 
@@ -186,14 +168,11 @@ def test_the_stale_retry_happens_only_once() -> None:
             peer.close()  # every later connection: closed as soon as the request is in
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url) == (200, b"first")
                 with pytest.raises(UpstreamClosed) as caught:
                     await fetch(pool, server.url)
                 assert isinstance(caught.value, aiohttp.ClientConnectionError)
-            finally:
-                pool.close()
             assert server.accepted == 2  # the reused connection and one retry: no more
 
     run(main())
@@ -206,12 +185,9 @@ def test_a_new_connection_closed_before_any_answer_is_not_retried() -> None:
             peer.close()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 with pytest.raises(UpstreamClosed):
                     await fetch(pool, server.url)
-            finally:
-                pool.close()
             assert server.accepted == 1
 
     run(main())
@@ -234,14 +210,11 @@ def test_a_connection_dying_inside_an_answer_raises_and_is_not_retried(partial: 
                 peer.close()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url) == (200, b"ok")
                 with pytest.raises(aiohttp.ClientConnectionError) as caught:
                     await fetch(pool, server.url)
                 assert isinstance(caught.value, UpstreamClosed)
-            finally:
-                pool.close()
             assert server.accepted == 1  # no retry
             assert len(server.requests) == 2
 
@@ -256,11 +229,8 @@ def test_a_body_dying_midway_raises_from_iter_any_after_the_parts_that_came() ->
                 peer.close()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 received = await read_until_error(pool, server.url, aiohttp.ClientConnectionError)
-            finally:
-                pool.close()
             assert received == b"abcdef"
 
     run(main())
@@ -284,11 +254,8 @@ def test_connection_cap_with_keep_alive() -> None:
                 await peer.send(response(b"capped"))
 
         async with Server(handler) as server:
-            pool = pool_for(server, limit=1)
-            try:
+            with pool_for(server, limit=1) as pool:
                 results = await asyncio.gather(*[fetch(pool, server.url, b"%d" % i) for i in range(3)])
-            finally:
-                pool.close()
             assert results == [(200, b"capped")] * 3
             assert server.accepted == 1
             assert server.max_open == 1
@@ -314,11 +281,8 @@ def test_connection_cap_when_every_answer_closes() -> None:
                 peer.close()
 
         async with Server(handler) as server:
-            pool = pool_for(server, limit=1)
-            try:
+            with pool_for(server, limit=1) as pool:
                 results = await asyncio.gather(*[fetch(pool, server.url) for _ in range(3)])
-            finally:
-                pool.close()
             assert results == [(200, b"once")] * 3
             assert server.accepted == 3
             assert max_in_flight == 1
@@ -334,11 +298,8 @@ def test_connection_cap_of_two_with_streams() -> None:
                                 b"2\r\ncd\r\n0\r\n\r\n", pause_s=0.03)
 
         async with Server(handler) as server:
-            pool = pool_for(server, limit=2)
-            try:
+            with pool_for(server, limit=2) as pool:
                 results = await asyncio.gather(*[fetch(pool, server.url) for _ in range(6)])
-            finally:
-                pool.close()
             assert results == [(200, b"abcd")] * 6
             assert server.accepted == 2
             assert server.max_open == 2
@@ -349,9 +310,8 @@ def test_connection_cap_of_two_with_streams() -> None:
 def test_a_cancelled_waiter_does_not_swallow_the_free_connection() -> None:
     async def main() -> None:
         async with Server(serve()) as server:
-            pool = pool_for(server, limit=1)
-            url = server.url
-            try:
+            with pool_for(server, limit=1) as pool:
+                url = server.url
                 first = await pool.request(head(pool, url), b"{}")  # holds the only connection
                 assert await first.read() == b"ok"
                 second = asyncio.create_task(pool.request(head(pool, url), b"{}"))
@@ -367,8 +327,6 @@ def test_a_cancelled_waiter_does_not_swallow_the_free_connection() -> None:
                 answer.release()
                 with pytest.raises(asyncio.CancelledError):
                     await second
-            finally:
-                pool.close()
 
     run(main())
 
@@ -387,8 +345,7 @@ def test_the_stale_retry_at_the_connection_cap() -> None:
                 await peer.send(response(b"ok"))
 
         async with Server(handler) as server:
-            pool = pool_for(server, limit=1)
-            try:
+            with pool_for(server, limit=1) as pool:
                 assert await fetch(pool, server.url) == (200, b"ok")  # warm: one idle connection
                 # the first takes the stale connection, the second waits at the cap; when the stale one closes the
                 # second gets the free slot first, and the first's retry must still get through
@@ -399,8 +356,6 @@ def test_the_stale_retry_at_the_connection_cap() -> None:
                 finally:
                     first.cancel()
                     second.cancel()
-            finally:
-                pool.close()
             assert list(results) == [(200, b"ok"), (200, b"ok")]
 
     run(main())
@@ -423,8 +378,7 @@ def test_early_release_closes_the_connection() -> None:
                 await peer.send(response(b"small"))
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url + "/small") == (200, b"small")  # read whole: kept
                 assert await fetch(pool, server.url + "/small") == (200, b"small")
                 assert server.accepted == 1
@@ -434,8 +388,6 @@ def test_early_release_closes_the_connection() -> None:
                 await asyncio.wait_for(closed.wait(), 1.0)  # the client closed that connection
                 assert await fetch(pool, server.url + "/small") == (200, b"small")
                 assert await fetch(pool, server.url + "/small") == (200, b"small")
-            finally:
-                pool.close()
             assert server.accepted == 2
 
     run(main())
@@ -444,15 +396,12 @@ def test_early_release_closes_the_connection() -> None:
 def test_release_without_reading_a_complete_body_is_not_reused() -> None:
     async def main() -> None:
         async with Server(serve(b"unread")) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 async with post(pool, server.url) as answer:
                     assert answer.status == 200
                     await asyncio.sleep(0.05)  # the body is in, but nobody read it
                 assert await fetch(pool, server.url) == (200, b"unread")
                 assert await fetch(pool, server.url) == (200, b"unread")
-            finally:
-                pool.close()
             assert server.accepted == 2
 
     run(main())
@@ -461,15 +410,12 @@ def test_release_without_reading_a_complete_body_is_not_reused() -> None:
 def test_release_after_an_error_status_body_is_read_keeps_the_connection() -> None:
     async def main() -> None:
         async with _status_server() as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 for _ in range(3):
                     async with post(pool, server.url) as answer:
                         assert answer.status == 429
                         assert answer.headers["Retry-After"] == "1"
                         assert await answer.read() == b'{"error":"rate limited"}'
-            finally:
-                pool.close()
             assert server.accepted == 1
 
     run(main())
@@ -502,9 +448,8 @@ def test_a_large_body_read_slowly_arrives_whole_and_in_order() -> None:
                 await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server, read_timeout_s=0.3)  # a client that stalls is not the upstream's silence
-            received = bytearray()
-            try:
+            with pool_for(server, read_timeout_s=0.3) as pool:  # a client that stalls is not the upstream's silence
+                received = bytearray()
                 async with post(pool, server.url) as answer:
                     stream = answer.content.iter_any()
                     received += await stream.__anext__()
@@ -518,8 +463,6 @@ def test_a_large_body_read_slowly_arrives_whole_and_in_order() -> None:
                             await asyncio.sleep(0.005)
                 assert bytes(received) == expected
                 assert all_written.is_set()
-            finally:
-                pool.close()
 
     run(main())
 
@@ -539,15 +482,12 @@ def test_a_large_chunked_gzip_body_read_slowly() -> None:
                 await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            received = bytearray()
-            try:
+            with pool_for(server) as pool:
+                received = bytearray()
                 async with post(pool, server.url) as answer:
                     async for chunk in answer.content.iter_any():
                         received += chunk
                         await asyncio.sleep(0)
-            finally:
-                pool.close()
             assert bytes(received) == text
 
     run(main())

@@ -43,13 +43,10 @@ def test_read_timeout_without_any_answer() -> None:
             await peer.client_closed()  # never answers
 
         async with Server(handler) as server:
-            pool = pool_for(server, read_timeout_s=0.4)  # swept every 0.1 s
-            started = time.monotonic()
-            try:
+            with pool_for(server, read_timeout_s=0.4) as pool:  # swept every 0.1 s
+                started = time.monotonic()
                 with pytest.raises(UpstreamReadTimeout) as caught:
                     await fetch(pool, server.url)
-            finally:
-                pool.close()
             elapsed = time.monotonic() - started
             assert 0.35 <= elapsed < 0.4 + 0.1 + 0.5, elapsed
             assert isinstance(caught.value, aiohttp.ClientConnectionError)
@@ -67,9 +64,8 @@ def test_read_timeout_mid_body() -> None:
                 await peer.client_closed()  # then silence
 
         async with Server(handler) as server:
-            pool = pool_for(server, read_timeout_s=0.4)
-            received: list[bytes] = []
-            try:
+            with pool_for(server, read_timeout_s=0.4) as pool:
+                received: list[bytes] = []
                 async with post(pool, server.url) as answer:
                     started = time.monotonic()
                     with pytest.raises(UpstreamReadTimeout):
@@ -78,8 +74,6 @@ def test_read_timeout_mid_body() -> None:
                     elapsed = time.monotonic() - started
                 with pytest.raises(UpstreamReadTimeout):  # the error stays
                     await answer.read()
-            finally:
-                pool.close()
             assert received == [b"part one"]
             assert elapsed < 0.4 + 0.1 + 0.5, elapsed
 
@@ -94,11 +88,8 @@ def test_a_slow_but_steady_stream_is_not_a_read_timeout() -> None:
                                 *[b"1\r\n%d\r\n" % (i % 10) for i in range(8)], b"0\r\n\r\n", pause_s=0.1)
 
         async with Server(handler) as server:
-            pool = pool_for(server, read_timeout_s=0.3)  # the whole stream takes ~0.9 s, no gap 0.3 s
-            try:
+            with pool_for(server, read_timeout_s=0.3) as pool:  # the whole stream takes ~0.9 s, no gap 0.3 s
                 assert await fetch(pool, server.url) == (200, b"01234567")
-            finally:
-                pool.close()
 
     run(main())
 
@@ -110,13 +101,10 @@ def test_total_timeout_before_the_headers() -> None:
             await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server, read_timeout_s=3.0, total_timeout_s=0.3)
-            started = time.monotonic()
-            try:
+            with pool_for(server, read_timeout_s=3.0, total_timeout_s=0.3) as pool:
+                started = time.monotonic()
                 with pytest.raises(TimeoutError):
                     await fetch(pool, server.url)
-            finally:
-                pool.close()
             assert time.monotonic() - started < 1.0
 
     run(main())
@@ -130,13 +118,10 @@ def test_total_timeout_covers_the_streamed_body() -> None:
                                 *[b"1\r\nx\r\n" for _ in range(15)], b"0\r\n\r\n", pause_s=0.1)
 
         async with Server(handler) as server:
-            pool = pool_for(server, read_timeout_s=3.0, total_timeout_s=0.4)
-            started = time.monotonic()
-            try:
+            with pool_for(server, read_timeout_s=3.0, total_timeout_s=0.4) as pool:
+                started = time.monotonic()
                 with pytest.raises(TimeoutError):
                     await fetch(pool, server.url)  # the stream lasts ~1.5 s
-            finally:
-                pool.close()
             assert time.monotonic() - started < 1.2
 
     run(main())
@@ -190,12 +175,9 @@ def test_invalid_http_before_the_body_raises(garbage: bytes) -> None:
                 await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 with pytest.raises(aiohttp.ClientError):
                     await asyncio.wait_for(fetch(pool, server.url), 2.0)
-            finally:
-                pool.close()
 
     run(main())
 
@@ -209,11 +191,8 @@ def test_invalid_chunk_framing_mid_body_raises() -> None:
                 await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 received = await read_until_error(pool, server.url, aiohttp.ClientError)
-            finally:
-                pool.close()
             assert received == b"abc"
 
     run(main())
@@ -227,11 +206,8 @@ def test_an_interim_1xx_answer_is_skipped() -> None:
                                 + response(b"final"))
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await asyncio.wait_for(fetch(pool, server.url), 2.0) == (200, b"final")
-            finally:
-                pool.close()
 
     run(main())
 

@@ -156,15 +156,12 @@ def test_a_host_header_of_the_caller_suppresses_the_generated_one(name: str) -> 
 def test_a_signed_host_header_goes_on_the_wire_once() -> None:
     async def main() -> None:
         async with Server(serve()) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 body = b"{}"
                 request = request_head(yarl.URL(server.url + "/p", encoded=True), pool.host_header,
                                        {"HOST": "signed.example.com"}, len(body))
                 async with Http1RequestContext(pool, request, body) as answer:
                     assert await answer.read() == b"ok"
-            finally:
-                pool.close()
             sent = server.requests[0][0]
             assert sent.lower().count(b"\r\nhost: ") == 1
             assert b"\r\nHOST: signed.example.com\r\n" in sent
@@ -181,12 +178,9 @@ def test_header_injection_is_refused(headers: dict[str, str]) -> None:
 def test_a_large_request_body_arrives_whole() -> None:
     async def main() -> None:
         async with Server(serve()) as server:
-            pool = pool_for(server)
-            body = bytes(range(256)) * 4096  # 1 MiB: above the single-buffer threshold
-            try:
+            with pool_for(server) as pool:
+                body = bytes(range(256)) * 4096  # 1 MiB: above the single-buffer threshold
                 assert await fetch(pool, server.url + "/big", body) == (200, b"ok")
-            finally:
-                pool.close()
             assert server.requests[0][1] == body
 
     run(main())
@@ -205,8 +199,7 @@ def test_content_length_body() -> None:
                 await peer.send(whole[:20], whole[20:200], whole[200:3000], whole[3000:], pause_s=0.01)
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 async with post(pool, server.url + "/a") as answer:
                     assert answer.status == 200
                     assert answer.headers["Content-Length"] == str(len(payload))
@@ -214,8 +207,6 @@ def test_content_length_body() -> None:
                     assert answer.content_type == "text/plain"
                     assert await answer.read() == payload
                     assert await answer.read() == b""  # at its end
-            finally:
-                pool.close()
 
     run(main())
 
@@ -239,8 +230,7 @@ def test_chunked_body_split_at_awkward_places() -> None:
                 await peer.send(*parts, pause_s=0.02)
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 async with post(pool, server.url + "/stream") as answer:
                     assert answer.status == 200
                     assert "Content-Length" not in answer.headers
@@ -249,8 +239,6 @@ def test_chunked_body_split_at_awkward_places() -> None:
                     assert len(chunks) >= 4  # delivered as they came, not at the end
                 # a chunked body's end leaves the connection reusable
                 assert await fetch(pool, server.url + "/stream") == (200, b"hello" + alphabet + b"!!!")
-            finally:
-                pool.close()
             assert server.accepted == 1
 
     run(main())
@@ -265,16 +253,13 @@ def test_body_delimited_by_the_connection_close() -> None:
                 peer.close()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 async with post(pool, server.url) as answer:
                     assert answer.status == 200
                     assert await answer.read() == b"first second third"
                 async with post(pool, server.url) as answer:  # and the next request gets a new connection
                     chunks = [chunk async for chunk in answer.content.iter_any()]
                     assert b"".join(chunks) == b"first second third"
-            finally:
-                pool.close()
             assert server.accepted == 2
 
     run(main())
@@ -288,12 +273,9 @@ def test_http10_body_delimited_by_the_connection_close() -> None:
                 peer.close()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url) == (200, b"old style")
                 assert await fetch(pool, server.url) == (200, b"old style")
-            finally:
-                pool.close()
             assert server.accepted == 2
 
     run(main())
@@ -316,8 +298,7 @@ def test_iter_any_yields_each_part_as_it_arrives() -> None:
                 await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 async with post(pool, server.url) as answer:
                     chunks: list[bytes] = []
                     async for chunk in answer.content.iter_any():
@@ -326,8 +307,6 @@ def test_iter_any_yields_each_part_as_it_arrives() -> None:
                             got_first.set()
                         chunks.append(chunk)
                     assert chunks == [b"first", b"second"]
-            finally:
-                pool.close()
             assert not server.errors
 
     run(main())
@@ -350,14 +329,11 @@ def test_streamed_chunked_events_arrive_one_by_one() -> None:
                 await peer.client_closed()
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 async with post(pool, server.url) as answer:
                     async for chunk in answer.content.iter_any():
                         received.append(chunk)
                         next_event.set()
-            finally:
-                pool.close()
             assert received == events
 
     run(main())
@@ -371,15 +347,12 @@ def test_read_returns_the_whole_body() -> None:
                                 b" ", b"world!", pause_s=0.02)
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 async with post(pool, server.url) as answer:
                     assert answer.status == 201
                     assert answer.headers.getall("x-request-id") == ["r1"]
                     assert answer.content_type == "application/octet-stream"  # none given
                     assert await answer.read() == b"hello world!"
-            finally:
-                pool.close()
 
     run(main())
 
@@ -392,16 +365,13 @@ def test_empty_bodies() -> None:
                     b"POST /204") else b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url + "/204") == (204, b"")
                 assert await fetch(pool, server.url + "/0") == (200, b"")
                 chunks: list[bytes] = []
                 async with post(pool, server.url + "/204") as answer:
                     chunks += [chunk async for chunk in answer.content.iter_any()]
                 assert chunks == []
-            finally:
-                pool.close()
             assert server.accepted == 1
 
     run(main())
@@ -431,15 +401,12 @@ def test_compressed_bodies_are_decoded(encoding: str) -> None:
                     await peer.send(whole[:60], whole[60:], pause_s=0.01)
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url + "/whole") == (200, text)
                 async with post(pool, server.url + "/chunked") as answer:
                     assert answer.headers["Content-Encoding"] == encoding
                     assert b"".join([chunk async for chunk in answer.content.iter_any()]) == text
                 assert await fetch(pool, server.url + "/whole") == (200, text)
-            finally:
-                pool.close()
             assert server.accepted == 1
 
     run(main())
@@ -453,12 +420,9 @@ def test_identity_and_unknown_encodings_pass_through() -> None:
                 await peer.send(response(b"\x8b\x00raw", f"Content-Encoding: {encoding}"))
 
         async with Server(handler) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 assert await fetch(pool, server.url + "/identity") == (200, b"\x8b\x00raw")
                 assert await fetch(pool, server.url + "/br") == (200, b"\x8b\x00raw")
-            finally:
-                pool.close()
 
     run(main())
 
@@ -466,11 +430,8 @@ def test_identity_and_unknown_encodings_pass_through() -> None:
 def test_a_corrupt_gzip_body_raises() -> None:
     async def main() -> None:
         async with Server(serve(b"definitely not gzip", "Content-Encoding: gzip")) as server:
-            pool = pool_for(server)
-            try:
+            with pool_for(server) as pool:
                 with pytest.raises(aiohttp.ClientError):
                     await fetch(pool, server.url)
-            finally:
-                pool.close()
 
     run(main())

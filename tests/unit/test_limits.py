@@ -558,6 +558,43 @@ def _same_state(memory: dict[str, Any], redis_side: dict[str, Any]) -> bool:
     return True
 
 
+Outcome = Ticket | LimitExceeded
+
+
+async def lockstep(rng: Any, clock: Clock, pair: tuple[LimitBackend, LimitBackend], steps: int,
+                   ask: Callable[[], tuple[list[Charge], list[Charge]]],
+                   check: Callable[[int, Outcome, Outcome], None]) -> dict[str, int]:
+    """Random traffic on two backends in lockstep: at each step the clock moves, then either a random open pair of
+    tickets is settled on both (random tokens and cost), or both admit what `ask()` gives each and `check` judges
+    the two outcomes. Returns how many admissions were admitted and refused on the first backend."""
+    open_tickets: list[tuple[Ticket, Ticket]] = []
+    seen = {"admitted": 0, "refused": 0}
+    try:
+        for step in range(steps):
+            clock.now += rng.choice([0.0, 0.2, 0.7, 1.0, 3.3, 9.0])
+            if open_tickets and rng.random() < 0.45:
+                first, second = open_tickets.pop(rng.randrange(len(open_tickets)))
+                tokens, cost = rng.randrange(0, 400), Decimal(rng.randrange(0, 150_000)) / 1_000_000
+                await pair[0].settle(first, tokens, cost)
+                await pair[1].settle(second, tokens, cost)
+                continue
+            outcomes: list[Outcome] = []
+            for backend, asked in zip(pair, ask(), strict=True):
+                try:
+                    outcomes.append(await backend.admit(f"s{step}", asked))
+                except LimitExceeded as refusal:
+                    outcomes.append(refusal)
+            one, two = outcomes
+            check(step, one, two)
+            if isinstance(one, Ticket) and isinstance(two, Ticket):
+                open_tickets.append((one, two))
+            seen["admitted" if isinstance(one, Ticket) else "refused"] += 1
+    finally:
+        for backend in pair:
+            await backend.close()
+    return seen
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_memory_and_redis_agree_on_random_traffic(shared: Backends, seed: int) -> None:
     """The same traffic, decision by decision and header by header, on both backends (the Lua scripts and the
@@ -571,50 +608,29 @@ def test_memory_and_redis_agree_on_random_traffic(shared: Backends, seed: int) -
     key_budget = Budget(Decimal(5), "day")
     deployment_budget = Budget(Decimal(8))
 
-    def charges() -> list[Charge]:
+    def ask() -> tuple[list[Charge], list[Charge]]:
         key = Charge("key:k", Limits(rpm=12, tpm=2500, max_concurrency=6), tokens=rng.randrange(0, 300),
                      budget=key_budget, reserve_usd=Decimal(rng.randrange(0, 200_000)) / 1_000_000)
         deployment = Charge("deployment:d", Limits(rpm=20, tpm=3000, max_concurrency=4), tokens=key.tokens,
                             budget=deployment_budget, reserve_usd=key.reserve_usd)
-        return rng.choice([[key], [deployment], [key, deployment]])
+        asked = rng.choice([[key], [deployment], [key, deployment]])
+        return asked, asked
 
-    async def body() -> None:
-        open_tickets: list[tuple[Ticket, Ticket]] = []
-        try:
-            for step in range(250):
-                clock.now += rng.choice([0.0, 0.2, 0.7, 1.0, 3.3, 9.0])
-                if open_tickets and rng.random() < 0.45:
-                    mine, theirs = open_tickets.pop(rng.randrange(len(open_tickets)))
-                    tokens, cost = rng.randrange(0, 400), Decimal(rng.randrange(0, 150_000)) / 1_000_000
-                    await memory.settle(mine, tokens, cost)
-                    await redis_backend.settle(theirs, tokens, cost)
-                    continue
-                asked = charges()
-                outcomes: list[Ticket | LimitExceeded] = []
-                for backend in (memory, redis_backend):
-                    try:
-                        outcomes.append(await backend.admit(f"s{step}", asked))
-                    except LimitExceeded as refusal:
-                        outcomes.append(refusal)
-                mine_outcome, theirs_outcome = outcomes
-                if isinstance(mine_outcome, Ticket):
-                    assert isinstance(theirs_outcome, Ticket), (step, theirs_outcome)
-                    assert _same_state(mine_outcome.states, theirs_outcome.states), step
-                    assert mine_outcome.period_keys == theirs_outcome.period_keys
-                    open_tickets.append((mine_outcome, theirs_outcome))
-                else:
-                    assert isinstance(theirs_outcome, LimitExceeded), (step, mine_outcome)
-                    assert (mine_outcome.scope, mine_outcome.kind) == (theirs_outcome.scope, theirs_outcome.kind)
-                    if mine_outcome.retry_after_s is None or theirs_outcome.retry_after_s is None:
-                        assert mine_outcome.retry_after_s == theirs_outcome.retry_after_s
-                    else:
-                        assert theirs_outcome.retry_after_s == pytest.approx(mine_outcome.retry_after_s, abs=1e-3)
-                    assert _same_state(mine_outcome.states, theirs_outcome.states), step
-        finally:
-            await memory.close()
-            await redis_backend.close()
+    def check(step: int, mine: Outcome, theirs: Outcome) -> None:
+        if isinstance(mine, Ticket):
+            assert isinstance(theirs, Ticket), (step, theirs)
+            assert _same_state(mine.states, theirs.states), step
+            assert mine.period_keys == theirs.period_keys
+            return
+        assert isinstance(theirs, LimitExceeded), (step, mine)
+        assert (mine.scope, mine.kind) == (theirs.scope, theirs.kind)
+        if mine.retry_after_s is None or theirs.retry_after_s is None:
+            assert mine.retry_after_s == theirs.retry_after_s
+        else:
+            assert theirs.retry_after_s == pytest.approx(mine.retry_after_s, abs=1e-3)
+        assert _same_state(mine.states, theirs.states), step
 
-    asyncio.run(body())
+    asyncio.run(lockstep(rng, clock, (memory, redis_backend), 250, ask, check))
 
 
 @pytest.mark.parametrize("seed", [4, 5])
@@ -629,46 +645,26 @@ def test_the_one_scope_fast_path_decides_as_the_general_one(seed: int) -> None:
     general = MemoryLimitBackend(Ledger(Decimal("0.5")), clock=clock, inflight_ttl_s=40)
     pad = Charge("pad", Limits())
 
-    async def body() -> None:
-        open_tickets: list[tuple[Ticket, Ticket]] = []
-        seen = {"admitted": 0, "refused": 0}
-        for step in range(300):
-            clock.now += rng.choice([0.0, 0.2, 0.7, 1.0, 3.3, 9.0])
-            if open_tickets and rng.random() < 0.45:
-                one, two = open_tickets.pop(rng.randrange(len(open_tickets)))
-                tokens, cost = rng.randrange(0, 400), Decimal(rng.randrange(0, 150_000)) / 1_000_000
-                await fast.settle(one, tokens, cost)
-                await general.settle(two, tokens, cost)
-                continue
-            budget = rng.choice([None, Budget(Decimal(5), "day"), Budget(Decimal(3))])
-            charge = Charge("key:k", Limits(rpm=rng.choice([None, 12]), tpm=rng.choice([None, 2500]),
-                                            max_concurrency=rng.choice([None, 6])),
-                            tokens=rng.randrange(0, 300), budget=budget,
-                            reserve_usd=Decimal(rng.randrange(0, 200_000)) / 1_000_000)
-            outcomes: list[Ticket | LimitExceeded] = []
-            for backend, asked in ((fast, [charge]), (general, [charge, pad])):
-                try:
-                    outcomes.append(await backend.admit(f"s{step}", asked))
-                except LimitExceeded as refusal:
-                    outcomes.append(refusal)
-            one_outcome, two_outcome = outcomes
-            if isinstance(one_outcome, Ticket):
-                assert isinstance(two_outcome, Ticket), (step, two_outcome)
-                assert one_outcome.states["key:k"] == two_outcome.states["key:k"], step
-                assert one_outcome.period_keys == two_outcome.period_keys
-                open_tickets.append((one_outcome, two_outcome))
-                seen["admitted"] += 1
-            else:
-                assert isinstance(two_outcome, LimitExceeded), (step, one_outcome)
-                seen["refused"] += 1
-                assert (one_outcome.scope, one_outcome.kind, one_outcome.retry_after_s) == (
-                    two_outcome.scope, two_outcome.kind, two_outcome.retry_after_s)
-                assert one_outcome.states["key:k"] == two_outcome.states["key:k"], step
-        assert seen["admitted"] > 20 and seen["refused"] > 20, seen  # both branches exercised
-        await fast.close()
-        await general.close()
+    def ask() -> tuple[list[Charge], list[Charge]]:
+        budget = rng.choice([None, Budget(Decimal(5), "day"), Budget(Decimal(3))])
+        charge = Charge("key:k", Limits(rpm=rng.choice([None, 12]), tpm=rng.choice([None, 2500]),
+                                        max_concurrency=rng.choice([None, 6])),
+                        tokens=rng.randrange(0, 300), budget=budget,
+                        reserve_usd=Decimal(rng.randrange(0, 200_000)) / 1_000_000)
+        return [charge], [charge, pad]
 
-    asyncio.run(body())
+    def check(step: int, one: Outcome, two: Outcome) -> None:
+        if isinstance(one, Ticket):
+            assert isinstance(two, Ticket), (step, two)
+            assert one.states["key:k"] == two.states["key:k"], step
+            assert one.period_keys == two.period_keys
+            return
+        assert isinstance(two, LimitExceeded), (step, one)
+        assert (one.scope, one.kind, one.retry_after_s) == (two.scope, two.kind, two.retry_after_s)
+        assert one.states["key:k"] == two.states["key:k"], step
+
+    seen = asyncio.run(lockstep(rng, clock, (fast, general), 300, ask, check))
+    assert seen["admitted"] > 20 and seen["refused"] > 20, seen  # both paths' answers exercised
 
 
 def test_a_redis_restart_is_survived(tmp_path: Path) -> None:
