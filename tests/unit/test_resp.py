@@ -223,6 +223,33 @@ def test_scripts_are_loaded_again_after_a_flush(real: tuple[str, str], parser: s
     run(client, body)
 
 
+def test_started_scripts_answer_through_their_future(real: tuple[str, str], parser: str) -> None:
+    """`Script.start`: queued at once, no coroutine to await; the future gets the reply, Redis's error, or (after a
+    NOSCRIPT, as after a restart) the reply of the script loaded and run again. Before the first connection it
+    connects first."""
+    url, p = real
+    client = RespClient.from_url(url)
+    script = client.script(f"-- {secrets.token_hex(4)}\nreturn {{KEYS[1], tonumber(ARGV[1]) + 1}}")
+    failing = client.script("return redis.call('NOPE')")
+
+    async def body() -> None:
+        first = script.start([bulk(p + "a")], [bulk(0)])  # not connected yet: connects, loads, runs
+        assert await first == [p + "a", 1]
+        started = [script.start([bulk(p + "a")], [bulk(i)]) for i in range(20)]
+        assert all(isinstance(f, asyncio.Future) for f in started)
+        assert await asyncio.gather(*started) == [[p + "a", i + 1] for i in range(20)]
+        await client.execute("SCRIPT", "FLUSH")  # as after a Redis restart
+        again = [script.start([bulk(p + "b")], [bulk(i)]) for i in range(5)]
+        assert await asyncio.gather(*again) == [[p + "b", i + 1] for i in range(5)]
+        with pytest.raises(RespReplyError, match="Unknown Redis command"):
+            await failing.start([], [])
+        abandoned = script.start([bulk(p + "c")], [bulk(1)])
+        abandoned.cancel()  # a caller that gave up leaves the connection in step
+        assert await script([bulk(p + "d")], [bulk(1)]) == [p + "d", 2]
+
+    run(client, body)
+
+
 def test_script_errors_surface_with_redis_message(real: tuple[str, str]) -> None:
     url, _ = real
     client = RespClient.from_url(url)

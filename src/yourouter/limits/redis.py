@@ -158,6 +158,18 @@ class RedisLimitBackend:
         return Ticket(request_id, charges, self._states(charges, reply[1]), period_keys, now)
 
     async def settle(self, ticket: Ticket, tokens: int, cost_usd: Decimal) -> None:
+        try:
+            await self._settle(*self._settle_command(ticket, tokens, cost_usd))
+        except RespError as exc:
+            raise _unavailable(exc) from exc
+
+    def settle_soon(self, ticket: Ticket, tokens: int, cost_usd: Decimal) -> asyncio.Future[Any]:
+        """`settle` for a caller that does not wait for it (the pipeline, once the answer is sent): the command is
+        queued at once and the future returned gets its outcome (a `RespError` on failure), with no coroutine or
+        Task per request."""
+        return self._settle.start(*self._settle_command(ticket, tokens, cost_usd))
+
+    def _settle_command(self, ticket: Ticket, tokens: int, cost_usd: Decimal) -> tuple[list[Bulk], list[Bulk]]:
         now = math.floor(self._clock())  # the script only takes the second
         cost = bulk_int(to_nanos(cost_usd)) if cost_usd else _ZERO
         keys: list[Bulk] = []
@@ -169,10 +181,7 @@ class RedisLimitBackend:
             keys += (scope.tpm, scope.inflight, scope.reserved, scope.spend(period or "lifetime")[0])
             args += (_ONE if charge.limits.tpm is not None else _ZERO, bulk_int(charge.tokens),
                      _NONE if period is None else cost)
-        try:
-            await self._settle(keys, args)
-        except RespError as exc:
-            raise _unavailable(exc) from exc
+        return keys, args
 
     async def record_spend(self, scope: str, budget: Budget, cost_usd: Decimal, at: float) -> None:
         if not cost_usd:

@@ -42,6 +42,7 @@ replies are decoded as UTF-8 (undecodable bytes as surrogate escapes). Not here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ssl
 from collections import deque
@@ -488,6 +489,21 @@ class RespClient:
         return connection
 
 
+def _noscript(exc: RespReplyError) -> bool:
+    return str(exc).startswith("NOSCRIPT")
+
+
+def _copy_outcome(result: asyncio.Future[Reply], done: asyncio.Future[Reply]) -> None:
+    if result.done():
+        return
+    if done.cancelled():
+        result.cancel()
+    elif done.exception() is not None:
+        result.set_exception(cast(BaseException, done.exception()))
+    else:
+        result.set_result(done.result())
+
+
 async def _outcomes(waiters: list[asyncio.Future[Reply]]) -> list[RespError | None]:
     """Await replies in order: the error of each (None: a reply). Any left when interrupted are cancelled, so
     no exception set on them later goes unretrieved."""
@@ -519,14 +535,47 @@ class Script:
 
     async def __call__(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> Reply:
         """Run with encoded `keys` and `args` (see `bulk`)."""
-        payload = b"*%d\r\n%b%b%b%b" % (3 + len(keys) + len(args), self._head, bulk_int(len(keys)),
-                                          b"".join(keys), b"".join(args))
+        payload = self._payload(keys, args)
+        return await self._reply(self.client.execute_encoded(payload), payload)
+
+    def start(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> asyncio.Future[Reply]:
+        """`__call__` for a caller that does not wait: the command is queued at once when connected, and the
+        future returned gets its reply, with no coroutine or Task per call (a Task only to connect first, or to
+        load the script after a NOSCRIPT answer)."""
+        payload = self._payload(keys, args)
+        sent = self.client.execute_encoded(payload)
+        if not isinstance(sent, asyncio.Future):
+            return asyncio.ensure_future(self._reply(sent, payload))
+        result: asyncio.Future[Reply] = sent.get_loop().create_future()
+        sent.add_done_callback(functools.partial(self._forward, payload, result))
+        return result
+
+    def _payload(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> bytes:
+        return b"*%d\r\n%b%b%b%b" % (3 + len(keys) + len(args), self._head, bulk_int(len(keys)), b"".join(keys),
+                                     b"".join(args))
+
+    async def _reply(self, sent: Awaitable[Reply], payload: bytes) -> Reply:
         try:
-            return await self.client.execute_encoded(payload)
+            return await sent
         except RespReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
+            if not _noscript(exc):
                 raise
         return await self._load_and_run(payload)
+
+    def _forward(self, payload: bytes, result: asyncio.Future[Reply], sent: asyncio.Future[Reply]) -> None:
+        if result.done():  # cancelled by its caller
+            return
+        if sent.cancelled():
+            result.cancel()
+            return
+        exc = sent.exception()
+        if exc is None:
+            result.set_result(sent.result())
+        elif isinstance(exc, RespReplyError) and _noscript(exc):
+            retry = asyncio.ensure_future(self._load_and_run(payload))
+            retry.add_done_callback(functools.partial(_copy_outcome, result))
+        else:
+            result.set_exception(exc)
 
     async def _load_and_run(self, payload: bytes) -> Reply:
         connection = await self.client._ready()

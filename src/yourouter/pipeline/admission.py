@@ -9,9 +9,11 @@ real cost (0 for errors and zero-completion answers). Keys without limits or bud
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from decimal import Decimal
+from typing import Any, cast
 
 from yourouter.auth.keys import ClientKey
 from yourouter.ir.errors import ErrorKind, GatewayError
@@ -106,6 +108,7 @@ class Admission:
         #: The in-process backend settles without suspending, so awaiting it cannot be interrupted by a
         #: cancellation; a networked one runs on as its own task (`Pipeline.settle`).
         self.settles_in_process = isinstance(backend, MemoryLimitBackend)
+        self._settle_soon = getattr(backend, "settle_soon", None)  # the Redis backend's, without a Task
         self._key_limits: dict[str, tuple[ClientKey, Limits, Budget | None, str]] = {}
 
     def _unavailable(self, exc: Exception) -> GatewayError | None:
@@ -210,6 +213,12 @@ class Admission:
 
     async def settle(self, ticket: Ticket, tokens: int, cost: Decimal) -> None:
         await self.backend.settle(ticket, tokens, cost)
+
+    def settle_soon(self, ticket: Ticket, tokens: int, cost: Decimal) -> asyncio.Future[Any]:
+        """The settlement started now and left running (for a networked backend): its future."""
+        if self._settle_soon is not None:
+            return cast("asyncio.Future[Any]", self._settle_soon(ticket, tokens, cost))
+        return asyncio.ensure_future(self.backend.settle(ticket, tokens, cost))
 
     async def state(self, key: ClientKey) -> ScopeState:
         limits, budget = self.limits_of(key)

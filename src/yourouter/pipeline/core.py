@@ -201,7 +201,7 @@ class Pipeline:
         self.prices = prices or PriceBook()
         self.admission = admission
         self.usage = usage
-        self._settling: set[asyncio.Task[None]] = set()  # networked settlements still running
+        self._settling: set[asyncio.Future[Any]] = set()  # networked settlements still running
 
     async def authenticate(self, request: Request, surface: Credentialed) -> ClientKey:
         token = surface.credentials(request)
@@ -346,21 +346,20 @@ class Pipeline:
         cancel it. Its command is written before any later request's admission on the same connection (the Redis
         client keeps one connection, in order); `drain` waits for those still running at shutdown."""
         assert self.admission is not None
-        settling = self.admission.settle(ticket, tokens, cost)
         if self.admission.settles_in_process:
             try:
-                await settling
+                await self.admission.settle(ticket, tokens, cost)
             except Exception:  # the backend's entries expire; a failed settle must not fail a finished request
                 log.exception("request %s: settling its limits failed", ticket.request_id)
             return
-        task = asyncio.get_running_loop().create_task(settling)
-        self._settling.add(task)
-        task.add_done_callback(functools.partial(self._settled, ticket.request_id))
+        settling = self.admission.settle_soon(ticket, tokens, cost)
+        self._settling.add(settling)
+        settling.add_done_callback(functools.partial(self._settled, ticket.request_id))
 
-    def _settled(self, request_id: str, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("request %s: settling its limits failed", request_id, exc_info=task.exception())
+    def _settled(self, request_id: str, settling: asyncio.Future[Any]) -> None:
+        self._settling.discard(settling)
+        if not settling.cancelled() and settling.exception() is not None:
+            log.error("request %s: settling its limits failed", request_id, exc_info=settling.exception())
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Waits for settlements still running (at shutdown, before the limits backend closes)."""
