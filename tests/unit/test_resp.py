@@ -5,6 +5,7 @@ on demand (silence, garbage, a dropped connection mid-call)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import ssl
 import time
@@ -223,7 +224,8 @@ def test_scripts_are_loaded_again_after_a_flush(real: tuple[str, str], parser: s
     run(client, body)
 
 
-def test_started_scripts_answer_through_their_future(real: tuple[str, str], parser: str) -> None:
+def test_started_scripts_answer_through_their_future(real: tuple[str, str], parser: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     """`Script.start`: queued at once, no coroutine to await; the future gets the reply, Redis's error, or (after a
     NOSCRIPT, as after a restart) the reply of the script loaded and run again. Before the first connection it
     connects first."""
@@ -246,8 +248,14 @@ def test_started_scripts_answer_through_their_future(real: tuple[str, str], pars
         abandoned = script.start([bulk(p + "c")], [bulk(1)])
         abandoned.cancel()  # a caller that gave up leaves the connection in step
         assert await script([bulk(p + "d")], [bulk(1)]) == [p + "d", 2]
+        failed_unwatched = failing.start([], [])
+        failed_unwatched.cancel()  # its error reply comes anyway: taken, not logged as a lost exception
+        assert await client.execute("PING") == "PONG"
+        del failed_unwatched
+        gc.collect()
 
     run(client, body)
+    assert "never retrieved" not in caplog.text
 
 
 def test_script_errors_surface_with_redis_message(real: tuple[str, str]) -> None:

@@ -494,12 +494,14 @@ def _noscript(exc: RespReplyError) -> bool:
 
 
 def _copy_outcome(result: asyncio.Future[Reply], done: asyncio.Future[Reply]) -> None:
-    if result.done():
-        return
     if done.cancelled():
         result.cancel()
-    elif done.exception() is not None:
-        result.set_exception(cast(BaseException, done.exception()))
+        return
+    exc = done.exception()  # retrieved even when nobody waits any more (else asyncio logs it as lost)
+    if result.done():
+        return
+    if exc is not None:
+        result.set_exception(exc)
     else:
         result.set_result(done.result())
 
@@ -563,12 +565,12 @@ class Script:
         return await self._load_and_run(payload)
 
     def _forward(self, payload: bytes, result: asyncio.Future[Reply], sent: asyncio.Future[Reply]) -> None:
-        if result.done():  # cancelled by its caller
-            return
         if sent.cancelled():
             result.cancel()
             return
-        exc = sent.exception()
+        exc = sent.exception()  # retrieved even when nobody waits any more (else asyncio logs it as lost)
+        if result.done():  # cancelled by its caller
+            return
         if exc is None:
             result.set_result(sent.result())
         elif isinstance(exc, RespReplyError) and _noscript(exc):
