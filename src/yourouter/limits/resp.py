@@ -565,19 +565,13 @@ class Script:
         return await self._load_and_run(payload)
 
     def _forward(self, payload: bytes, result: asyncio.Future[Reply], sent: asyncio.Future[Reply]) -> None:
-        if sent.cancelled():
-            result.cancel()
-            return
-        exc = sent.exception()  # retrieved even when nobody waits any more (else asyncio logs it as lost)
-        if result.done():  # cancelled by its caller
-            return
-        if exc is None:
-            result.set_result(sent.result())
-        elif isinstance(exc, RespReplyError) and _noscript(exc):
+        """`sent`'s outcome into `result`; after a NOSCRIPT answer, that of loading the script and running it again."""
+        exc = None if sent.cancelled() else sent.exception()
+        if isinstance(exc, RespReplyError) and _noscript(exc) and not result.done():
             retry = asyncio.ensure_future(self._load_and_run(payload))
             retry.add_done_callback(functools.partial(_copy_outcome, result))
-        else:
-            result.set_exception(exc)
+            return
+        _copy_outcome(result, sent)
 
     async def _load_and_run(self, payload: bytes) -> Reply:
         connection = await self.client._ready()

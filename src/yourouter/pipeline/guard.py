@@ -72,12 +72,12 @@ def _sweeper_for(loop: asyncio.AbstractEventLoop) -> _Sweeper:
 
 
 class RequestGuard:
-    __slots__ = ("_loop", "_sweeper", "_task", "_receive", "_watch_at", "_deadline", "_due_at", "_watcher",
+    __slots__ = ("_sweeper", "_task", "_receive", "_watch_at", "_deadline", "_due_at", "_watcher",
                  "_cancelling", "client_gone")
 
     def __init__(self, receive: Receive, watch_after_s: float) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        self._sweeper = _sweeper_for(loop)
+        loop = asyncio.get_running_loop()
+        self._sweeper = _sweeper_for(loop)  # its `loop` is this guard's
         self._task = asyncio.current_task(loop)  # with the loop: no second get_running_loop()
         self._receive = receive
         self._watch_at: float | None = loop.time() + watch_after_s  # None once the watcher runs
@@ -104,7 +104,7 @@ class RequestGuard:
 
     async def first_byte(self, timeout_s: float, start: Callable[[], Awaitable[Any]]) -> Any:
         """`await start()` within `timeout_s` (an upstream's response headers); TimeoutError when it takes longer."""
-        deadline = self._deadline = self._loop.time() + timeout_s
+        deadline = self._deadline = self._sweeper.loop.time() + timeout_s
         if self._due_at is None or self._due_at > deadline:
             self._arm(deadline)
         try:
@@ -150,7 +150,7 @@ class RequestGuard:
         self._due_at = None
         if self._watch_at is not None and now >= self._watch_at:
             self._watch_at = None
-            self._watcher = self._loop.create_task(_disconnected(self._receive))
+            self._watcher = self._sweeper.loop.create_task(_disconnected(self._receive))
             self._watcher.add_done_callback(self._on_disconnect)
         if self._deadline is not None and now >= self._deadline and self._cancelling is None:
             if self._task is not None:
