@@ -730,3 +730,49 @@ def test_costs_outside_tickets_add_to_a_loaded_counter_only(backends: Backends) 
         assert (await backend.state("key:v", Limits(), budget)).spend_usd == Decimal("0.75")
 
     run(backend, body)
+
+
+def test_settlements_of_one_loop_iteration_go_in_one_call_before_the_next_admission(shared: Backends) -> None:
+    """`settle_soon` batches: what one event-loop iteration settles is one SETTLE call (256 at most), written
+    before any later admission, so the slots and reservations it frees count for that admission."""
+    backend = shared.make(Ledger())
+    assert isinstance(backend, RedisLimitBackend)
+    key_limits, team_limits = Limits(max_concurrency=300, tpm=100_000), Limits(max_concurrency=300)
+    budget = Budget(Decimal(10), "day")
+    calls: list[int] = []
+    start = backend._settle.start
+
+    def counting(keys: Any, args: Any, result: Any = None) -> Any:
+        calls.append(len(keys))
+        return start(keys, args, result)
+
+    backend._settle.start = counting  # type: ignore[method-assign]
+
+    def charges(reserve: str) -> list[Charge]:
+        return [Charge("key:s", key_limits, tokens=10, budget=budget, reserve_usd=Decimal(reserve)),
+                Charge("team:s", team_limits)]
+
+    async def body() -> None:
+        tickets = [await backend.admit(f"r{i}", charges("0.01")) for i in range(300)]
+        assert tickets[-1].states["key:s"].reserved_usd == Decimal("3")
+        futures = [backend.settle_soon(t, 4 if i % 2 else 16, Decimal("0.001")) for i, t in enumerate(tickets)]
+        assert calls == [256 * 8]  # a full batch is sent at once
+        after = await backend.admit("next", charges("0"))  # the other 44 are written before this admission
+        assert calls == [256 * 8, 44 * 8]
+        state = after.states["key:s"]
+        assert (state.concurrency, after.states["team:s"].concurrency) == (1, 1)
+        assert (state.spend_usd, state.reserved_usd) == (Decimal("0.3"), Decimal(0))
+        assert state.tokens is not None and state.tokens.remaining == 100_000 - 301 * 10  # estimates: 10 each
+        assert len(set(futures)) == 2 and futures[0] is futures[255] and futures[256] is futures[-1]
+        assert [await futures[0], await futures[-1]] == [256, 44]  # settlements per call
+        # the corrections landed too: half used 4 tokens (6 back), half 16 (6 more), net zero
+        tokens = (await backend.state("key:s", key_limits, budget)).tokens
+        assert tokens is not None and tokens.remaining == 100_000 - 301 * 10
+        last = backend.settle_soon(after, 0, Decimal(0))  # alone in its iteration: sent when the loop turns
+        assert calls == [256 * 8, 44 * 8]
+        assert await last == 1 and calls[-1] == 8
+        await backend.settle(after, 0, Decimal(0))  # awaited: the same path, nothing more to free
+        final = await backend.state("key:s", key_limits, budget)
+        assert (final.concurrency, final.spend_usd, final.reserved_usd) == (0, Decimal("0.3"), Decimal(0))
+
+    run(backend, body)

@@ -1,12 +1,12 @@
 """The Redis backend: one shared set of counters for any number of gateway processes and hosts.
 
-Every admission is one Lua script over all of its scopes' keys (all or nothing), every settlement one more: one
-round trip each, by EVALSHA through the lean pipelined client of `resp.py` (not redis-py: see there why), which
-loads the script again on NOSCRIPT, e.g. after a Redis restart. Key names are encoded once per scope. The first
-request of a budget period takes two more (the script reports the missing counter; the ledger is read; the script
-runs again with the value). The time is the caller's clock, passed in as an argument (so tests can move it; hosts
-sharing a Redis should keep their clocks in sync, as a skew of d seconds shifts their windows by d); key TTLs are
-relative, so they follow Redis's own clock.
+Every admission is one Lua script over all of its scopes' keys (all or nothing); the settlements made in one
+event-loop iteration are one more, all together (`settle_soon`). Each is one round trip, by EVALSHA through the lean
+pipelined client of `resp.py` (not redis-py: see there why), which loads the script again on NOSCRIPT, e.g. after a
+Redis restart. Key names are encoded once per scope. The first request of a budget period takes two more (the
+script reports the missing counter; the ledger is read; the script runs again with the value). The time is the
+caller's clock, passed in as an argument (so tests can move it; hosts sharing a Redis should keep their clocks in
+sync, as a skew of d seconds shifts their windows by d); key TTLs are relative, so they follow Redis's own clock.
 
 Key layout, under `prefix` (default `yr:`), for a scope such as `key:key_ab12`:
 
@@ -67,6 +67,18 @@ SPEND_GRACE_S = 7 * 86400  # a finished period's counter stays this long (late s
 _CACHE_MAX = 10_000  # encoded key names and budget limits kept; all dropped at once beyond (bounded memory)
 _EMPTY, _ZERO, _ONE, _NONE = bulk(""), bulk(0), bulk(1), bulk(-1)
 _DEL = bulk("DEL")
+_BATCH_MAX = 256  # settlements per SETTLE call at most (a fuller batch is sent at once)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Settlements made in one event-loop iteration: one SETTLE call's keys and arguments (the first, the time,
+    is set when it is sent) and the future they share."""
+
+    future: asyncio.Future[Any]
+    keys: list[Bulk] = field(default_factory=list)
+    args: list[Bulk] = field(default_factory=lambda: [_ZERO])
+    count: int = 0
 
 
 @dataclass(slots=True)
@@ -124,6 +136,7 @@ class RedisLimitBackend:
         self._scopes: dict[str, _ScopeKeys] = {}
         self._limits: dict[Decimal, Bulk] = {}  # budget limit (USD) -> nano-USD
         self._loading: dict[Bulk, asyncio.Future[int]] = {}  # spend key -> this instance's ledger read in progress
+        self._batch: _Batch | None = None  # settlements not sent yet
 
     @classmethod
     def connect(cls, url: str, spend: SpendSource, *, prefix: str = "yr:", max_connections: int = 64,
@@ -159,29 +172,41 @@ class RedisLimitBackend:
 
     async def settle(self, ticket: Ticket, tokens: int, cost_usd: Decimal) -> None:
         try:
-            await self._settle(*self._settle_command(ticket, tokens, cost_usd))
+            await asyncio.shield(self.settle_soon(ticket, tokens, cost_usd))  # shared: a cancelled caller leaves it
         except RespError as exc:
             raise _unavailable(exc) from exc
 
     def settle_soon(self, ticket: Ticket, tokens: int, cost_usd: Decimal) -> asyncio.Future[Any]:
-        """`settle` for a caller that does not wait for it (the pipeline, once the answer is sent): the command is
-        queued at once and the future returned gets its outcome (a `RespError` on failure), with no coroutine or
-        Task per request."""
-        return self._settle.start(*self._settle_command(ticket, tokens, cost_usd))
-
-    def _settle_command(self, ticket: Ticket, tokens: int, cost_usd: Decimal) -> tuple[list[Bulk], list[Bulk]]:
-        now = math.floor(self._clock())  # the script only takes the second
+        """`settle` for a caller that does not wait for it (the pipeline, once the answer is sent), with no
+        coroutine or Task per request: the settlement joins this event-loop iteration's batch, sent as one SETTLE
+        call at the end of the iteration, or before the next admission if that comes first (so a settlement is
+        never written after a later admission). The future returned, shared by the batch, gets the outcome (a
+        `RespError` on failure)."""
+        batch = self._batch
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._batch = _Batch(loop.create_future())
+            loop.call_soon(self._flush_settlements)
+        keys, args = batch.keys, batch.args
+        args += (bulk_str(ticket.request_id), bulk_int(int(ticket.admitted_at)), bulk_int(tokens),
+                 bulk_int(len(ticket.charges)))
         cost = bulk_int(to_nanos(cost_usd)) if cost_usd else _ZERO
-        keys: list[Bulk] = []
-        args = [bulk_int(now), bulk_str(ticket.request_id), bulk_int(int(ticket.admitted_at)), bulk_int(tokens),
-                bulk_int(len(ticket.charges))]
         for charge in ticket.charges:
             scope = self._scope(charge.scope)
             period = ticket.period_keys.get(charge.scope)
             keys += (scope.tpm, scope.inflight, scope.reserved, scope.spend(period or "lifetime")[0])
             args += (_ONE if charge.limits.tpm is not None else _ZERO, bulk_int(charge.tokens),
                      _NONE if period is None else cost)
-        return keys, args
+        batch.count += 1
+        if batch.count >= _BATCH_MAX:
+            self._flush_settlements()
+        return batch.future
+
+    def _flush_settlements(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            batch.args[0] = bulk_int(math.floor(self._clock()))  # the script only takes the second
+            self._settle.start(batch.keys, batch.args, batch.future)
 
     async def record_spend(self, scope: str, budget: Budget, cost_usd: Decimal, at: float) -> None:
         if not cost_usd:
@@ -225,6 +250,8 @@ class RedisLimitBackend:
                 args += (bulk_int(charge.tokens), _NONE if budget is None else self._limit_nanos(budget.limit_usd),
                          bulk_int(reserve_nanos(charge.reserve_usd)) if charge.reserve_usd else _ZERO,
                          bulk_int(lifetime), _EMPTY if loaded is None else bulk_int(loaded))
+            if self._batch is not None:
+                self._flush_settlements()  # settlements before admissions: the slots they free count at once
             try:
                 reply = cast(list[Any], await self._admit(keys, args))
             except RespError as exc:

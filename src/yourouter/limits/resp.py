@@ -540,15 +540,21 @@ class Script:
         payload = self._payload(keys, args)
         return await self._reply(self.client.execute_encoded(payload), payload)
 
-    def start(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> asyncio.Future[Reply]:
+    def start(self, keys: Sequence[Bulk], args: Sequence[Bulk],
+              result: asyncio.Future[Reply] | None = None) -> asyncio.Future[Reply]:
         """`__call__` for a caller that does not wait: the command is queued at once when connected, and the
-        future returned gets its reply, with no coroutine or Task per call (a Task only to connect first, or to
-        load the script after a NOSCRIPT answer)."""
+        future returned (`result`, if given) gets its reply, with no coroutine or Task per call (a Task only to
+        connect first, or to load the script after a NOSCRIPT answer)."""
         payload = self._payload(keys, args)
         sent = self.client.execute_encoded(payload)
         if not isinstance(sent, asyncio.Future):
-            return asyncio.ensure_future(self._reply(sent, payload))
-        result: asyncio.Future[Reply] = sent.get_loop().create_future()
+            task = asyncio.ensure_future(self._reply(sent, payload))
+            if result is None:
+                return task
+            task.add_done_callback(functools.partial(_copy_outcome, result))
+            return result
+        if result is None:
+            result = sent.get_loop().create_future()
         sent.add_done_callback(functools.partial(self._forward, payload, result))
         return result
 

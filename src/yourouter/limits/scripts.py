@@ -213,45 +213,52 @@ return {'ok', rows()}
 """
 
 SETTLE = r"""
--- KEYS, four per charge: tpm window, in-flight ZSET, reserved HASH, spend counter
--- ARGV: now (s), request id, admission second, real tokens, charge count,
+-- Any number of settlements (those finishing in one event-loop iteration go in one call).
+-- KEYS, four per charge, settlement after settlement: tpm window, in-flight ZSET, reserved HASH, spend counter
+-- ARGV: now (s), then per settlement: request id, admission second, real tokens, charge count,
 --       then three per charge: tpm tracked (1/0), estimated tokens, cost (nano-USD, -1 = no budget)
+-- Reply: the number of settlements
 local sec = math.floor(tonumber(ARGV[1]))
-local request_id, admitted = ARGV[2], tonumber(ARGV[3])
-local real, n = tonumber(ARGV[4]), tonumber(ARGV[5])
-for i = 1, n do
-  local k, a = (i - 1) * 4, 5 + (i - 1) * 3
-  if redis.call('ZREM', KEYS[k + 2], request_id) == 1 then  -- else it expired and was pruned, reservation and all
-    local held = redis.call('HGET', KEYS[k + 3], request_id)
-    if held then
-      redis.call('HDEL', KEYS[k + 3], request_id)
-      redis.call('HINCRBY', KEYS[k + 3], '', -tonumber(held))
-    end
-  end
-  if ARGV[a + 1] == '1' then
-    local delta = real - tonumber(ARGV[a + 2])
-    if delta > 0 then  -- used more than estimated: the extra counts from now
-      local head = redis.call('HMGET', KEYS[k + 1], 'o', 'n')
-      redis.call('HINCRBY', KEYS[k + 1], sec, delta)
-      redis.call('HINCRBY', KEYS[k + 1], 't', delta)
-      if not head[1] or sec < tonumber(head[1]) then redis.call('HSET', KEYS[k + 1], 'o', sec) end
-      if not head[2] or sec > tonumber(head[2]) then redis.call('HSET', KEYS[k + 1], 'n', sec) end
-      redis.call('EXPIRE', KEYS[k + 1], 120)
-    elseif delta < 0 and admitted > sec - 60 then  -- used less: give it back to the second it was charged in
-      local charged = tonumber(redis.call('HGET', KEYS[k + 1], admitted) or '0')
-      local back = math.min(-delta, charged)
-      if back > 0 then
-        redis.call('HINCRBY', KEYS[k + 1], admitted, -back)
-        redis.call('HINCRBY', KEYS[k + 1], 't', -back)
+local k, a, settled = 0, 1, 0
+while a < #ARGV do
+  local request_id, admitted = ARGV[a + 1], tonumber(ARGV[a + 2])
+  local real, n = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 4
+  for _ = 1, n do
+    if redis.call('ZREM', KEYS[k + 2], request_id) == 1 then  -- else it expired and was pruned, reservation and all
+      local held = redis.call('HGET', KEYS[k + 3], request_id)
+      if held then
+        redis.call('HDEL', KEYS[k + 3], request_id)
+        redis.call('HINCRBY', KEYS[k + 3], '', -tonumber(held))
       end
     end
+    if ARGV[a + 1] == '1' then
+      local delta = real - tonumber(ARGV[a + 2])
+      if delta > 0 then  -- used more than estimated: the extra counts from now
+        local head = redis.call('HMGET', KEYS[k + 1], 'o', 'n')
+        redis.call('HINCRBY', KEYS[k + 1], sec, delta)
+        redis.call('HINCRBY', KEYS[k + 1], 't', delta)
+        if not head[1] or sec < tonumber(head[1]) then redis.call('HSET', KEYS[k + 1], 'o', sec) end
+        if not head[2] or sec > tonumber(head[2]) then redis.call('HSET', KEYS[k + 1], 'n', sec) end
+        redis.call('EXPIRE', KEYS[k + 1], 120)
+      elseif delta < 0 and admitted > sec - 60 then  -- used less: give it back to the second it was charged in
+        local charged = tonumber(redis.call('HGET', KEYS[k + 1], admitted) or '0')
+        local back = math.min(-delta, charged)
+        if back > 0 then
+          redis.call('HINCRBY', KEYS[k + 1], admitted, -back)
+          redis.call('HINCRBY', KEYS[k + 1], 't', -back)
+        end
+      end
+    end
+    -- cost goes to the admission period's counter; a missing one (Redis restarted, or evicted) is left missing, to
+    -- be initialised from the ledger, which has this request's row
+    local cost = tonumber(ARGV[a + 3])
+    if cost > 0 and redis.call('EXISTS', KEYS[k + 4]) == 1 then redis.call('INCRBY', KEYS[k + 4], ARGV[a + 3]) end
+    k, a = k + 4, a + 3
   end
-  -- cost goes to the admission period's counter; a missing one (Redis restarted, or evicted) is left missing, to
-  -- be initialised from the ledger, which has this request's row
-  local cost = tonumber(ARGV[a + 3])
-  if cost > 0 and redis.call('EXISTS', KEYS[k + 4]) == 1 then redis.call('INCRBY', KEYS[k + 4], ARGV[a + 3]) end
+  settled = settled + 1
 end
-return 1
+return settled
 """
 
 #: KEYS: the spend counter. ARGV: nano-USD. Adds only to a counter that exists: a missing one is loaded from the

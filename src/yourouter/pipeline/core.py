@@ -341,10 +341,11 @@ class Pipeline:
     async def settle(self, ticket: Ticket, tokens: int, cost: Decimal) -> None:
         """Ends an admitted request's (or attempt's) hold on its limits; never fails the request it ends.
 
-        In process it is done on return. A networked backend's settlement runs on as its own task, not awaited:
-        the answer is already sent, so the request need not wait for a round trip, and a cancelled request cannot
-        cancel it. Its command is written before any later request's admission on the same connection (the Redis
-        client keeps one connection, in order); `drain` waits for those still running at shutdown."""
+        In process it is done on return. A networked backend's settlement runs on without being awaited: the
+        answer is already sent, so the request need not wait for a round trip, and a cancelled request cannot
+        cancel it. The Redis backend sends the settlements of one event-loop iteration as one command, written
+        before any later request's admission on the same connection (the Redis client keeps one connection, in
+        order), and they share one future; `drain` waits for those still running at shutdown."""
         assert self.admission is not None
         if self.admission.settles_in_process:
             try:
