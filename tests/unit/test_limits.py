@@ -740,13 +740,13 @@ def test_settlements_of_one_loop_iteration_go_in_one_call_before_the_next_admiss
     key_limits, team_limits = Limits(max_concurrency=300, tpm=100_000), Limits(max_concurrency=300)
     budget = Budget(Decimal(10), "day")
     calls: list[int] = []
-    start = backend._settle.start
+    joined_payload = backend._settle.joined_payload
 
-    def counting(keys: Any, args: Any, result: Any = None) -> Any:
-        calls.append(len(keys))
-        return start(keys, args, result)
+    def counting(key_count: int, keys: bytes, arg_count: int, args: bytes) -> bytes:
+        calls.append(key_count)
+        return joined_payload(key_count, keys, arg_count, args)
 
-    backend._settle.start = counting  # type: ignore[method-assign]
+    backend._settle.joined_payload = counting  # type: ignore[method-assign]
 
     def charges(reserve: str) -> list[Charge]:
         return [Charge("key:s", key_limits, tokens=10, budget=budget, reserve_usd=Decimal(reserve)),

@@ -235,20 +235,20 @@ def test_started_scripts_answer_through_their_future(real: tuple[str, str], pars
     failing = client.script("return redis.call('NOPE')")
 
     async def body() -> None:
-        first = script.start([bulk(p + "a")], [bulk(0)])  # not connected yet: connects, loads, runs
+        first = script.start(script.payload([bulk(p + "a")], [bulk(0)]))  # not connected yet: connects, loads, runs
         assert await first == [p + "a", 1]
-        started = [script.start([bulk(p + "a")], [bulk(i)]) for i in range(20)]
+        started = [script.start(script.payload([bulk(p + "a")], [bulk(i)])) for i in range(20)]
         assert all(isinstance(f, asyncio.Future) for f in started)
         assert await asyncio.gather(*started) == [[p + "a", i + 1] for i in range(20)]
         await client.execute("SCRIPT", "FLUSH")  # as after a Redis restart
-        again = [script.start([bulk(p + "b")], [bulk(i)]) for i in range(5)]
+        again = [script.start(script.payload([bulk(p + "b")], [bulk(i)])) for i in range(5)]
         assert await asyncio.gather(*again) == [[p + "b", i + 1] for i in range(5)]
         with pytest.raises(RespReplyError, match="Unknown Redis command"):
-            await failing.start([], [])
-        abandoned = script.start([bulk(p + "c")], [bulk(1)])
+            await failing.start(failing.payload([], []))
+        abandoned = script.start(script.payload([bulk(p + "c")], [bulk(1)]))
         abandoned.cancel()  # a caller that gave up leaves the connection in step
         assert await script([bulk(p + "d")], [bulk(1)]) == [p + "d", 2]
-        failed_unwatched = failing.start([], [])
+        failed_unwatched = failing.start(failing.payload([], []))
         failed_unwatched.cancel()  # its error reply comes anyway: taken, not logged as a lost exception
         assert await client.execute("PING") == "PONG"
         del failed_unwatched

@@ -76,9 +76,35 @@ class _Batch:
     is set when it is sent) and the future they share."""
 
     future: asyncio.Future[Any]
-    keys: list[Bulk] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)  # each settlement's, joined
+    key_count: int = 0
     args: list[Bulk] = field(default_factory=lambda: [_ZERO])
     count: int = 0
+
+
+@dataclass(slots=True)
+class _PeriodKeys:
+    """A scope's keys for one budget period ("lifetime" without a budget or period), encoded and joined once: the
+    spend counter and its init lock, an admission's six keys and a settlement's four; and the first five arguments
+    of an admission for the limits and budget last charged here (they rarely change), joined too."""
+
+    spend: Bulk
+    lock: Bulk
+    admit_keys: bytes
+    settle_keys: bytes
+    charged: tuple[Limits, Budget | None] | None = None
+    encoded_head: bytes = b""
+
+    def head(self, limits: Limits, budget: Budget | None, span: PeriodSpan | None) -> bytes:
+        """rpm, tpm, max concurrency, budget limit (each -1: none) and when the spend counter expires (0: never)."""
+        charged = self.charged
+        if charged is None or (charged[0] is not limits or charged[1] is not budget) and charged != (limits, budget):
+            expires = 0 if span is None or math.isinf(span.end_ts) else int(span.end_ts) + SPEND_GRACE_S
+            self.encoded_head = b"".join((
+                _int_or_none(limits.rpm), _int_or_none(limits.tpm), _int_or_none(limits.max_concurrency),
+                _NONE if budget is None else bulk_int(limit_nanos(budget.limit_usd)), bulk_int(expires)))
+            self.charged = (limits, budget)
+        return self.encoded_head
 
 
 @dataclass(slots=True)
@@ -87,35 +113,26 @@ class _ScopeKeys:
 
     prefix: str
     scope: str
-    rpm: Bulk
-    tpm: Bulk
-    inflight: Bulk
-    reserved: Bulk
-    periods: dict[str, tuple[Bulk, Bulk]] = field(default_factory=dict)  # period -> spend counter, its init lock
-    limits: Limits | None = None  # the limits last charged here, and their three script arguments
-    encoded_limits: tuple[Bulk, Bulk, Bulk] = (_NONE, _NONE, _NONE)
+    keys: bytes  # rpm, tpm, in-flight, reserved
+    settle_keys: bytes  # tpm, in-flight, reserved
+    periods: dict[str, _PeriodKeys] = field(default_factory=dict)
 
     @classmethod
     def of(cls, prefix: str, scope: str) -> _ScopeKeys:
-        return cls(prefix, scope, bulk_str(f"{prefix}rpm:{scope}"), bulk_str(f"{prefix}tpm:{scope}"),
-                   bulk_str(f"{prefix}inflight:{scope}"), bulk_str(f"{prefix}reserved:{scope}"))
+        tpm, inflight = bulk_str(f"{prefix}tpm:{scope}"), bulk_str(f"{prefix}inflight:{scope}")
+        reserved = bulk_str(f"{prefix}reserved:{scope}")
+        return cls(prefix, scope, bulk_str(f"{prefix}rpm:{scope}") + tpm + inflight + reserved,
+                   tpm + inflight + reserved)
 
-    def spend(self, period: str) -> tuple[Bulk, Bulk]:
-        pair = self.periods.get(period)
-        if pair is None:
+    def period(self, name: str) -> _PeriodKeys:
+        keys = self.periods.get(name)
+        if keys is None:
             if len(self.periods) >= 8:  # yesterday's and last month's names
                 self.periods.clear()
-            pair = self.periods[period] = (bulk_str(f"{self.prefix}spend:{period}:{self.scope}"),
-                                           bulk_str(f"{self.prefix}spendlock:{period}:{self.scope}"))
-        return pair
-
-    def limit_args(self, limits: Limits) -> tuple[Bulk, Bulk, Bulk]:
-        """rpm, tpm and max concurrency as script arguments (-1: none); a scope's limits rarely change."""
-        if limits is not self.limits and limits != self.limits:
-            self.limits = limits
-            self.encoded_limits = (_int_or_none(limits.rpm), _int_or_none(limits.tpm),
-                                   _int_or_none(limits.max_concurrency))
-        return self.encoded_limits
+            spend = bulk_str(f"{self.prefix}spend:{name}:{self.scope}")
+            lock = bulk_str(f"{self.prefix}spendlock:{name}:{self.scope}")
+            keys = self.periods[name] = _PeriodKeys(spend, lock, self.keys + spend + lock, self.settle_keys + spend)
+        return keys
 
 
 class RedisLimitBackend:
@@ -134,7 +151,6 @@ class RedisLimitBackend:
         self._settle = client.script(SETTLE)
         self._add_spend = client.script(ADD_SPEND)
         self._scopes: dict[str, _ScopeKeys] = {}
-        self._limits: dict[Decimal, Bulk] = {}  # budget limit (USD) -> nano-USD
         self._loading: dict[Bulk, asyncio.Future[int]] = {}  # spend key -> this instance's ledger read in progress
         self._batch: _Batch | None = None  # settlements not sent yet
 
@@ -187,16 +203,16 @@ class RedisLimitBackend:
             loop = asyncio.get_running_loop()
             batch = self._batch = _Batch(loop.create_future())
             loop.call_soon(self._flush_settlements)
-        keys, args = batch.keys, batch.args
+        args = batch.args
         args += (bulk_str(ticket.request_id), bulk_int(int(ticket.admitted_at)), bulk_int(tokens),
                  bulk_int(len(ticket.charges)))
         cost = bulk_int(to_nanos(cost_usd)) if cost_usd else _ZERO
         for charge in ticket.charges:
-            scope = self._scope(charge.scope)
-            period = ticket.period_keys.get(charge.scope)
-            keys += (scope.tpm, scope.inflight, scope.reserved, scope.spend(period or "lifetime")[0])
+            name = ticket.period_keys.get(charge.scope)
+            batch.keys.append(self._scope(charge.scope).period(name or "lifetime").settle_keys)
             args += (_ONE if charge.limits.tpm is not None else _ZERO, bulk_int(charge.tokens),
-                     _NONE if period is None else cost)
+                     _NONE if name is None else cost)
+        batch.key_count += 4 * len(ticket.charges)
         batch.count += 1
         if batch.count >= _BATCH_MAX:
             self._flush_settlements()
@@ -206,14 +222,15 @@ class RedisLimitBackend:
         batch, self._batch = self._batch, None
         if batch is not None:
             batch.args[0] = bulk_int(math.floor(self._clock()))  # the script only takes the second
-            self._settle.start(batch.keys, batch.args, batch.future)
+            self._settle.start(self._settle.joined_payload(batch.key_count, b"".join(batch.keys), len(batch.args),
+                                                           b"".join(batch.args)), batch.future)
 
     async def record_spend(self, scope: str, budget: Budget, cost_usd: Decimal, at: float) -> None:
         if not cost_usd:
             return
         period = self._calendar.span(budget, at).key
         try:
-            await self._add_spend([self._scope(scope).spend(period)[0]], [bulk_int(to_nanos(cost_usd))])
+            await self._add_spend([self._scope(scope).period(period).spend], [bulk_int(to_nanos(cost_usd))])
         except RespError as exc:
             raise _unavailable(exc) from exc
 
@@ -232,28 +249,26 @@ class RedisLimitBackend:
         """Run the admission script until no budget counter is missing (normally once)."""
         initial: dict[Bulk, int] = {}  # spend key -> nano-USD from the ledger, for the script to set if absent
         deadline = None
+        count = len(charges)
         while True:
             now = self._clock()
             spans = [None if c.budget is None else self._calendar.span(c.budget, now) for c in charges]
-            keys: list[Bulk] = []
-            args = [bulk(now), bulk_str(request_id), bulk_int(int(now * 1000) + self._ttl_ms), self._lock_ms,
-                    _ONE if dry else _ZERO, bulk_int(len(charges))]
-            for charge, span in zip(charges, spans, strict=True):
-                limits, budget = charge.limits, charge.budget
-                scope = self._scope(charge.scope)
-                spend_key, lock_key = scope.spend(span.key if span else "lifetime")
-                keys += (scope.rpm, scope.tpm, scope.inflight, scope.reserved, spend_key, lock_key)
-                lifetime = 0 if span is None or budget is None or budget.period is None else max(
-                    1, int(span.end_ts + SPEND_GRACE_S - now))
-                loaded = initial.get(spend_key)
-                args += scope.limit_args(limits)
-                args += (bulk_int(charge.tokens), _NONE if budget is None else self._limit_nanos(budget.limit_usd),
+            periods = [self._scope(c.scope).period("lifetime" if span is None else span.key)
+                       for c, span in zip(charges, spans, strict=True)]
+            args: list[bytes] = [bulk(now), bulk_str(request_id), bulk_int(int(now * 1000) + self._ttl_ms),
+                                 self._lock_ms, _ONE if dry else _ZERO, bulk_int(count)]
+            for charge, span, period in zip(charges, spans, periods, strict=True):
+                loaded = initial.get(period.spend) if initial else None
+                args += (period.head(charge.limits, charge.budget, span), bulk_int(charge.tokens),
                          bulk_int(reserve_nanos(charge.reserve_usd)) if charge.reserve_usd else _ZERO,
-                         bulk_int(lifetime), _EMPTY if loaded is None else bulk_int(loaded))
+                         _EMPTY if loaded is None else bulk_int(loaded))
             if self._batch is not None:
                 self._flush_settlements()  # settlements before admissions: the slots they free count at once
+            payload = self._admit.joined_payload(
+                6 * count, periods[0].admit_keys if count == 1 else b"".join(p.admit_keys for p in periods),
+                6 + 8 * count, b"".join(args))
             try:
-                reply = cast(list[Any], await self._admit(keys, args))
+                reply = cast(list[Any], await self._admit.run(payload))
             except RespError as exc:
                 raise _unavailable(exc) from exc
             if reply[0] != "init":
@@ -261,16 +276,15 @@ class RedisLimitBackend:
             deadline = deadline if deadline is not None else time.monotonic() + self._init_wait_s
             waiting = False
             for index, locked in reply[1]:
-                charge, span = charges[index - 1], spans[index - 1]
+                charge, span, period = charges[index - 1], spans[index - 1], periods[index - 1]
                 assert span is not None
-                spend_key = keys[(index - 1) * 6 + 4]
-                task = self._loading.get(spend_key)
+                task = self._loading.get(period.spend)
                 if task is None and locked:  # this caller holds the lock: read the ledger, for all local callers
-                    task = self._loading[spend_key] = asyncio.ensure_future(
-                        self._read_ledger(charge.scope, span, keys[(index - 1) * 6 + 5]))
-                    task.add_done_callback(functools.partial(self._loaded, spend_key))
+                    task = self._loading[period.spend] = asyncio.ensure_future(
+                        self._read_ledger(charge.scope, span, period.lock))
+                    task.add_done_callback(functools.partial(self._loaded, period.spend))
                 if task is not None:
-                    initial[spend_key] = await asyncio.shield(task)  # a cancelled caller leaves the read running
+                    initial[period.spend] = await asyncio.shield(task)  # a cancelled caller leaves the read running
                 else:
                     waiting = True  # another instance holds the lock: wait for its counter to appear
             if waiting:
@@ -314,14 +328,6 @@ class RedisLimitBackend:
                 self._scopes.clear()
             keys = self._scopes[scope] = _ScopeKeys.of(self._prefix, scope)
         return keys
-
-    def _limit_nanos(self, usd: Decimal) -> Bulk:
-        nanos = self._limits.get(usd)
-        if nanos is None:
-            if len(self._limits) >= _CACHE_MAX:
-                self._limits.clear()
-            nanos = self._limits[usd] = bulk_int(limit_nanos(usd))
-        return nanos
 
 
 def _int_or_none(value: int | None) -> Bulk:

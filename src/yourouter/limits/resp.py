@@ -535,17 +535,18 @@ class Script:
         self._head = bulk("EVALSHA") + bulk(self.sha)
         self._load = encode("SCRIPT", "LOAD", source)
 
-    async def __call__(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> Reply:
+    def __call__(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> Awaitable[Reply]:
         """Run with encoded `keys` and `args` (see `bulk`)."""
-        payload = self._payload(keys, args)
-        return await self._reply(self.client.execute_encoded(payload), payload)
+        return self.run(self.payload(keys, args))
 
-    def start(self, keys: Sequence[Bulk], args: Sequence[Bulk],
-              result: asyncio.Future[Reply] | None = None) -> asyncio.Future[Reply]:
-        """`__call__` for a caller that does not wait: the command is queued at once when connected, and the
-        future returned (`result`, if given) gets its reply, with no coroutine or Task per call (a Task only to
-        connect first, or to load the script after a NOSCRIPT answer)."""
-        payload = self._payload(keys, args)
+    def run(self, payload: bytes) -> Awaitable[Reply]:
+        """Run a `payload` made by `payload` or `joined_payload`."""
+        return self._reply(self.client.execute_encoded(payload), payload)
+
+    def start(self, payload: bytes, result: asyncio.Future[Reply] | None = None) -> asyncio.Future[Reply]:
+        """`run` for a caller that does not wait: the command is queued at once when connected, and the future
+        returned (`result`, if given) gets its reply, with no coroutine or Task per call (a Task only to connect
+        first, or to load the script after a NOSCRIPT answer)."""
         sent = self.client.execute_encoded(payload)
         if not isinstance(sent, asyncio.Future):
             task = asyncio.ensure_future(self._reply(sent, payload))
@@ -558,9 +559,14 @@ class Script:
         sent.add_done_callback(functools.partial(self._forward, payload, result))
         return result
 
-    def _payload(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> bytes:
-        return b"*%d\r\n%b%b%b%b" % (3 + len(keys) + len(args), self._head, bulk_int(len(keys)), b"".join(keys),
-                                     b"".join(args))
+    def payload(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> bytes:
+        """The EVALSHA command for encoded `keys` and `args`."""
+        return self.joined_payload(len(keys), b"".join(keys), len(args), b"".join(args))
+
+    def joined_payload(self, key_count: int, keys: bytes, arg_count: int, args: bytes) -> bytes:
+        """The EVALSHA command for `key_count` keys and `arg_count` arguments already encoded and joined (callers
+        join the parts that repeat once, e.g. a scope's key names)."""
+        return b"*%d\r\n%b%b%b%b" % (3 + key_count + arg_count, self._head, bulk_int(key_count), keys, args)
 
     async def _reply(self, sent: Awaitable[Reply], payload: bytes) -> Reply:
         try:

@@ -83,8 +83,9 @@ end
 ADMIT = _WINDOW_LUA + r"""
 -- KEYS, six per charge: rpm window, tpm window, in-flight ZSET, reserved HASH, spend counter, spend init lock
 -- ARGV: now (s), request id, in-flight expiry (ms), init lock (ms), dry (1 = only read), charge count,
---       then eight per charge: rpm, tpm, max concurrency (-1 = none), tokens, budget limit (nano-USD, -1 = none),
---       reserve (nano-USD), spend counter lifetime (s, 0 = forever), initial spend ('' = none)
+--       then eight per charge: rpm, tpm, max concurrency, budget limit (nano-USD) (each -1 = none), when the spend
+--       counter expires (unix s, 0 = never), then tokens, reserve (nano-USD), initial spend ('' = none); the first
+--       five rarely change, so the caller sends them pre-encoded
 -- Reply: {'ok', rows} | {'limited', {{charge, kind, wait ms}...}, rows} | {'init', {{charge, locked}...}}
 --        | {'state', rows} | {'duplicate'}; a row per charge, all integers: requests used, requests reset (ms),
 --        tokens used, tokens reset (ms), in flight, spend, reserved (nano-USD)
@@ -100,10 +101,11 @@ local n = tonumber(ARGV[6])
 local missing = {}
 for i = 1, n do
   local k, a = (i - 1) * 6, 6 + (i - 1) * 8
-  if tonumber(ARGV[a + 5]) >= 0 and redis.call('EXISTS', KEYS[k + 5]) == 0 then
+  if tonumber(ARGV[a + 4]) >= 0 and redis.call('EXISTS', KEYS[k + 5]) == 0 then
     if ARGV[a + 8] ~= '' then
       redis.call('SET', KEYS[k + 5], ARGV[a + 8])
-      if tonumber(ARGV[a + 7]) > 0 then redis.call('EXPIRE', KEYS[k + 5], ARGV[a + 7]) end
+      local expires_at = tonumber(ARGV[a + 5])
+      if expires_at > 0 then redis.call('EXPIRE', KEYS[k + 5], math.max(1, math.floor(expires_at - now))) end
       redis.call('DEL', KEYS[k + 6])
     else
       local locked = redis.call('SET', KEYS[k + 6], request_id, 'NX', 'PX', lock_ms)
@@ -118,7 +120,7 @@ local failures, scopes = {}, {}
 for i = 1, n do
   local k, a = (i - 1) * 6, 6 + (i - 1) * 8
   local rpm, tpm, maxc = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local tokens, limit, reserve = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local limit, tokens, reserve = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
   local inflight, reserved = KEYS[k + 3], KEYS[k + 4]
   -- in-flight entries past their expiry (a crashed instance's) free their slot and reservation
   local expired = redis.call('ZRANGEBYSCORE', inflight, '-inf', now_ms)
@@ -191,16 +193,16 @@ for i = 1, n do
   if s.requests then
     window_add(s.requests, sec, sec_s, '1')
   end
-  local tokens = tonumber(ARGV[a + 4])
+  local tokens = tonumber(ARGV[a + 6])
   if s.tokens and tokens > 0 then
-    window_add(s.tokens, sec, sec_s, ARGV[a + 4])
+    window_add(s.tokens, sec, sec_s, ARGV[a + 6])
   end
   redis.call('ZADD', KEYS[k + 3], expires_ms, request_id)
   s.in_flight = s.in_flight + 1
-  local reserve = tonumber(ARGV[a + 6])
+  local reserve = tonumber(ARGV[a + 7])
   if s.spend and reserve > 0 then
-    redis.call('HSET', KEYS[k + 4], request_id, ARGV[a + 6])
-    redis.call('HINCRBY', KEYS[k + 4], '', ARGV[a + 6])
+    redis.call('HSET', KEYS[k + 4], request_id, ARGV[a + 7])
+    redis.call('HINCRBY', KEYS[k + 4], '', ARGV[a + 7])
     s.reserved = s.reserved + reserve
   end
   -- the in-flight pair outlives its newest entry by 30-60 s, so idle scopes leave nothing behind (refreshed when
