@@ -11,6 +11,10 @@ a quiet machine never shows (Redis costs more). So each round here is one bench/
 gateway pinned to CPU 1, wrk/loadgen and the mocks on CPU 0) of the floor, YouRouter (full pipeline, limits in
 process) and YouRouter on Redis, in an order that rotates every round, at --concurrency and --streams; every
 figure is read against the floor of the same round, and the report gives each round and the medians.
+
+A control in every round: the floor a second time (`floor-again`, the same proxy on another port, added to a copy of
+bench/targets.toml). What separates the floor from itself is what this machine's noise alone does to a figure in one
+round, e.g. to the 100-stream TTFT, whose target (+0.3 ms) is smaller than that noise in a busy hour.
 Writes bench/ROUNDS.md and bench/results/rounds-<stamp>/.
 """
 
@@ -28,14 +32,29 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TARGETS = ("floor", "yourouter", "yourouter-redis")
+TARGETS = ("floor", "floor-again", "yourouter", "yourouter-redis")
 
 
-def one_round(order: list[str], args: argparse.Namespace, env: dict[str, str], log: Path) -> dict[str, Any]:
+def targets_with_control(out: Path) -> Path:
+    """bench/targets.toml plus `floor-again`: the floor's table under another name and port."""
+    text = (HERE / "targets.toml").read_text()
+    start = text.index("[floor]\n")
+    end = text.index("\n[", text.index("[floor.env]\n"))
+    control = text[start:end].replace("[floor]", "[floor-again]").replace("[floor.env]", "[floor-again.env]")
+    control = control.replace("port = 15101", "port = 15103")
+    assert "[floor-again]" in control and "port = 15103" in control, "bench/targets.toml's [floor] table changed"
+    path = out / "targets.toml"
+    path.write_text(text.rstrip() + "\n\n# the control of bench/rounds.py: the floor again\n" + control.strip() + "\n")
+    return path
+
+
+def one_round(order: list[str], args: argparse.Namespace, env: dict[str, str], log: Path,
+              targets: Path) -> dict[str, Any]:
     before = {p for p in (HERE / "results").glob("2*") if p.is_dir()}
     with open(log, "a") as out:
         subprocess.run([str(HERE / "run.sh"), "--only", *order, "--concurrency", str(args.concurrency),
-                        "--duration", str(args.duration), "--repeat", "1", "--stream-concurrency", str(args.streams)],
+                        "--duration", str(args.duration), "--repeat", "1", "--stream-concurrency", str(args.streams),
+                        "--targets", str(targets)],
                        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
     runs = {p for p in (HERE / "results").glob("2*") if p.is_dir()} - before
     if not runs:
@@ -69,6 +88,9 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
     ttft = [r["yourouter"]["ttft_p50_ms"] - r["floor"]["ttft_p50_ms"] for r in rounds]
     stream_cpu = [r["yourouter"]["cpu_ms_per_stream"] / r["floor"]["cpu_ms_per_stream"] for r in rounds]
     total = [r["yourouter"]["total_p50_ms"] / r["floor"]["total_p50_ms"] for r in rounds]
+    control_thr = [r["floor-again"]["rps"] / r["floor"]["rps"] for r in rounds]
+    control_ttft = [r["floor-again"]["ttft_p50_ms"] - r["floor"]["ttft_p50_ms"] for r in rounds]
+    spread = statistics.median(abs(x) for x in control_ttft)
     lines = [f"`bench/rounds.py --rounds {args.rounds} --duration {args.duration} --concurrency {c} --streams "
              f"{args.streams}{' --ref ' + args.ref if args.ref else ''}` — "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {rounds[0]['version']}, "
@@ -86,16 +108,23 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
              _median_line(f"{args.streams} streams: CPU per stream ÷ floor's", stream_cpu, ".2f", "≤ 1.5",
                           statistics.median(stream_cpu) <= 1.5),
              _median_line(f"{args.streams} streams: total stream time p50 ÷ floor's", total, ".3f", "—", True),
+             "", "The control, the floor against itself in the same rounds (what noise alone does):", "",
+             "| figure (floor-again against the same round's floor) | median | range over rounds |", "|---|---|---|",
+             f"| c={c} throughput ÷ floor's | **{statistics.median(control_thr):.2f}** | {min(control_thr):.2f} … "
+             f"{max(control_thr):.2f} |",
+             f"| {args.streams} streams: TTFT p50 − floor's (ms) | **{statistics.median(control_ttft):+.2f}** | "
+             f"{min(control_ttft):+.2f} … {max(control_ttft):+.2f} (median distance {spread:.2f}) |",
              "", "Each round:", "",
-             "| round | first | floor req/s | YouRouter req/s | Redis req/s | floor CPU ms/req | YouRouter | Redis | "
-             "floor TTFT ms | YouRouter TTFT ms | floor CPU ms/stream | YouRouter CPU ms/stream |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| round | first | floor req/s | floor-again | YouRouter req/s | Redis req/s | floor CPU ms/req | "
+             "YouRouter | Redis | floor TTFT ms | floor-again | YouRouter TTFT ms | floor CPU ms/stream | "
+             "YouRouter CPU ms/stream |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rounds, 1):
-        f, y, d = r["floor"], r["yourouter"], r["yourouter-redis"]
-        lines.append(f"| {i} | {r['order'][0]} | {f['rps']:.0f} | {y['rps']:.0f} | {d['rps']:.0f} | "
+        f, a, y, d = r["floor"], r["floor-again"], r["yourouter"], r["yourouter-redis"]
+        lines.append(f"| {i} | {r['order'][0]} | {f['rps']:.0f} | {a['rps']:.0f} | {y['rps']:.0f} | {d['rps']:.0f} | "
                      f"{f['cpu_ms_per_req']:.3f} | {y['cpu_ms_per_req']:.3f} | {d['cpu_ms_per_req']:.3f} | "
-                     f"{f['ttft_p50_ms']:.2f} | {y['ttft_p50_ms']:.2f} | {f['cpu_ms_per_stream']:.3f} | "
-                     f"{y['cpu_ms_per_stream']:.3f} |")
+                     f"{f['ttft_p50_ms']:.2f} | {a['ttft_p50_ms']:.2f} | {y['ttft_p50_ms']:.2f} | "
+                     f"{f['cpu_ms_per_stream']:.3f} | {y['cpu_ms_per_stream']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -112,16 +141,17 @@ def main() -> int:
     env = {**os.environ, "SKIP_INSTALL": "1"}
     if args.ref:
         env["YOUROUTER_REF"] = args.ref
+    targets = targets_with_control(out)
     started = time.monotonic()
     rounds = []
     for k in range(args.rounds):
         order = list(TARGETS[k % len(TARGETS):] + TARGETS[:k % len(TARGETS)])
-        r = one_round(order, args, env, out / "harness.log")
+        r = one_round(order, args, env, out / "harness.log", targets)
         rounds.append(r)
         f, y = r["floor"], r["yourouter"]
         print(f"round {k + 1}/{args.rounds} ({order[0]} first): c={args.concurrency} {y['rps']:.0f} / "
               f"{f['rps']:.0f} req/s = {y['rps'] / f['rps']:.2f}; TTFT {y['ttft_p50_ms']:.2f} vs "
-              f"{f['ttft_p50_ms']:.2f} ms", flush=True)
+              f"{f['ttft_p50_ms']:.2f} ms (floor-again {r['floor-again']['ttft_p50_ms']:.2f})", flush=True)
     text = report(rounds, args, time.monotonic() - started)
     (out / "data.json").write_text(json.dumps(rounds, indent=1))
     (out / "report.md").write_text(text)
