@@ -13,7 +13,8 @@ search cache), `database_url` (keys, usage ledger), `log_requests: false`, the l
 500 rows, flushed every 0.5 s), one deployment `mock` of model `m` with a price, and two static keys:
 
     limited   rpm 10,000,000, tpm 10,000,000,000 and a daily budget of 1,000,000 USD: never refused, but every
-              request is admitted (one EVALSHA) and settled (one more) in Redis, with a budget reservation
+              request is admitted (one EVALSHA) and settled in Redis (one more, shared with the requests that
+              end in the same event-loop iteration), with a budget reservation
     free      no limits: admission skips Redis altogether
 
 The client (aiohttp, closed loop, `--concurrency` workers in all) sends request i to instance i mod N, as a
