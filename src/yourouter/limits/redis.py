@@ -78,7 +78,7 @@ class _Batch:
     future: asyncio.Future[Any]
     keys: list[bytes] = field(default_factory=list)  # each settlement's, joined
     key_count: int = 0
-    args: list[Bulk] = field(default_factory=lambda: [_ZERO])
+    args: list[bytes] = field(default_factory=lambda: [_ZERO])  # encoded
     count: int = 0
 
 
@@ -203,16 +203,15 @@ class RedisLimitBackend:
             loop = asyncio.get_running_loop()
             batch = self._batch = _Batch(loop.create_future())
             loop.call_soon(self._flush_settlements)
-        args = batch.args
-        args += (bulk_str(ticket.request_id), bulk_int(int(ticket.admitted_at)), bulk_int(tokens),
-                 bulk_int(len(ticket.charges)))
-        cost = bulk_int(to_nanos(cost_usd)) if cost_usd else _ZERO
-        for charge in ticket.charges:
+        charges = ticket.charges
+        cost = b"%d" % to_nanos(cost_usd) if cost_usd else b"0"
+        numbers = b"%d %d %d" % (int(ticket.admitted_at), tokens, len(charges))
+        for charge in charges:
             name = ticket.period_keys.get(charge.scope)
             batch.keys.append(self._scope(charge.scope).period(name or "lifetime").settle_keys)
-            args += (_ONE if charge.limits.tpm is not None else _ZERO, bulk_int(charge.tokens),
-                     _NONE if name is None else cost)
-        batch.key_count += 4 * len(ticket.charges)
+            numbers += b" %d %d %b" % (charge.limits.tpm is not None, charge.tokens, b"-1" if name is None else cost)
+        batch.args += (bulk_str(ticket.request_id), b"$%d\r\n%b\r\n" % (len(numbers), numbers))
+        batch.key_count += 4 * len(charges)
         batch.count += 1
         if batch.count >= _BATCH_MAX:
             self._flush_settlements()
@@ -255,18 +254,19 @@ class RedisLimitBackend:
             spans = [None if c.budget is None else self._calendar.span(c.budget, now) for c in charges]
             periods = [self._scope(c.scope).period("lifetime" if span is None else span.key)
                        for c, span in zip(charges, spans, strict=True)]
-            args: list[bytes] = [bulk(now), bulk_str(request_id), bulk_int(int(now * 1000) + self._ttl_ms),
-                                 self._lock_ms, _ONE if dry else _ZERO, bulk_int(count)]
+            times = b"%r %d" % (now, int(now * 1000) + self._ttl_ms)  # two numbers to an argument: see ADMIT
+            args = [b"$%d\r\n%b\r\n" % (len(times), times), bulk_str(request_id), self._lock_ms,
+                    _ONE if dry else _ZERO, bulk_int(count)]
             for charge, span, period in zip(charges, spans, periods, strict=True):
                 loaded = initial.get(period.spend) if initial else None
-                args += (period.head(charge.limits, charge.budget, span), bulk_int(charge.tokens),
-                         bulk_int(reserve_nanos(charge.reserve_usd)) if charge.reserve_usd else _ZERO,
+                ask = b"%d %d" % (charge.tokens, reserve_nanos(charge.reserve_usd) if charge.reserve_usd else 0)
+                args += (period.head(charge.limits, charge.budget, span), b"$%d\r\n%b\r\n" % (len(ask), ask),
                          _EMPTY if loaded is None else bulk_int(loaded))
             if self._batch is not None:
                 self._flush_settlements()  # settlements before admissions: the slots they free count at once
             payload = self._admit.joined_payload(
                 6 * count, periods[0].admit_keys if count == 1 else b"".join(p.admit_keys for p in periods),
-                6 + 8 * count, b"".join(args))
+                5 + 7 * count, b"".join(args))
             try:
                 reply = cast(list[Any], await self._admit.run(payload))
             except RespError as exc:

@@ -82,28 +82,34 @@ end
 
 ADMIT = _WINDOW_LUA + r"""
 -- KEYS, six per charge: rpm window, tpm window, in-flight ZSET, reserved HASH, spend counter, spend init lock
--- ARGV: now (s), request id, in-flight expiry (ms), init lock (ms), dry (1 = only read), charge count,
---       then eight per charge: rpm, tpm, max concurrency, budget limit (nano-USD) (each -1 = none), when the spend
---       counter expires (unix s, 0 = never), then tokens, reserve (nano-USD), initial spend ('' = none); the first
---       five rarely change, so the caller sends them pre-encoded
+-- ARGV: 'now (s) in-flight expiry (ms)' (one argument, space-separated), request id, init lock (ms), dry (1 = only
+--       read), charge count, then seven per charge: rpm, tpm, max concurrency, budget limit (nano-USD) (each -1 =
+--       none), when the spend counter expires (unix s, 0 = never), 'tokens reserve (nano-USD)' (one argument),
+--       initial spend ('' = none); the first five rarely change, so the caller sends them pre-encoded, and the
+--       numbers that change per request come two to an argument (fewer to encode)
 -- Reply: {'ok', rows} | {'limited', {{charge, kind, wait ms}...}, rows} | {'init', {{charge, locked}...}}
 --        | {'state', rows} | {'duplicate'}; a row per charge, all integers: requests used, requests reset (ms),
 --        tokens used, tokens reset (ms), in flight, spend, reserved (nano-USD)
-local now = tonumber(ARGV[1])
+local now_s, expires_ms = string.match(ARGV[1], '^(%S+) (%S+)$')
+local now = tonumber(now_s)
 local sec = math.floor(now)
 local sec_s = string.format('%d', sec)
 local now_ms = math.floor(now * 1000)
-local request_id, expires_ms, lock_ms = ARGV[2], ARGV[3], ARGV[4]
-local dry = ARGV[5] == '1'
-local n = tonumber(ARGV[6])
+local request_id, lock_ms = ARGV[2], ARGV[3]
+local dry = ARGV[4] == '1'
+local n = tonumber(ARGV[5])
+local tok, res = {}, {}  -- per charge, as strings
+for i = 1, n do
+  tok[i], res[i] = string.match(ARGV[5 + (i - 1) * 7 + 6], '^(%S+) (%S+)$')
+end
 
 -- 1. Budget counters: set the initial values handed in (only where absent), report those still missing.
 local missing = {}
 for i = 1, n do
-  local k, a = (i - 1) * 6, 6 + (i - 1) * 8
+  local k, a = (i - 1) * 6, 5 + (i - 1) * 7
   if tonumber(ARGV[a + 4]) >= 0 and redis.call('EXISTS', KEYS[k + 5]) == 0 then
-    if ARGV[a + 8] ~= '' then
-      redis.call('SET', KEYS[k + 5], ARGV[a + 8])
+    if ARGV[a + 7] ~= '' then
+      redis.call('SET', KEYS[k + 5], ARGV[a + 7])
       local expires_at = tonumber(ARGV[a + 5])
       if expires_at > 0 then redis.call('EXPIRE', KEYS[k + 5], math.max(1, math.floor(expires_at - now))) end
       redis.call('DEL', KEYS[k + 6])
@@ -118,9 +124,9 @@ if #missing > 0 then return {'init', missing} end
 -- 2. Read and check every scope; nothing is charged unless every check passes.
 local failures, scopes = {}, {}
 for i = 1, n do
-  local k, a = (i - 1) * 6, 6 + (i - 1) * 8
+  local k, a = (i - 1) * 6, 5 + (i - 1) * 7
   local rpm, tpm, maxc = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local limit, tokens, reserve = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+  local limit, tokens, reserve = tonumber(ARGV[a + 4]), tonumber(tok[i]), tonumber(res[i])
   local inflight, reserved = KEYS[k + 3], KEYS[k + 4]
   -- in-flight entries past their expiry (a crashed instance's) free their slot and reservation
   local expired = redis.call('ZRANGEBYSCORE', inflight, '-inf', now_ms)
@@ -166,7 +172,7 @@ end
 local function rows()
   local out = {}
   for i = 1, n do
-    local a = 6 + (i - 1) * 8
+    local a = 5 + (i - 1) * 7
     local s = scopes[i]
     local row = {0, 0, 0, 0, s.in_flight, 0, 0}
     if s.requests then
@@ -188,21 +194,21 @@ if #failures > 0 then return {'limited', failures, rows()} end
 
 -- 3. Charge every scope.
 for i = 1, n do
-  local k, a = (i - 1) * 6, 6 + (i - 1) * 8
+  local k, a = (i - 1) * 6, 5 + (i - 1) * 7
   local s = scopes[i]
   if s.requests then
     window_add(s.requests, sec, sec_s, '1')
   end
-  local tokens = tonumber(ARGV[a + 6])
+  local tokens = tonumber(tok[i])
   if s.tokens and tokens > 0 then
-    window_add(s.tokens, sec, sec_s, ARGV[a + 6])
+    window_add(s.tokens, sec, sec_s, tok[i])
   end
   redis.call('ZADD', KEYS[k + 3], expires_ms, request_id)
   s.in_flight = s.in_flight + 1
-  local reserve = tonumber(ARGV[a + 7])
+  local reserve = tonumber(res[i])
   if s.spend and reserve > 0 then
-    redis.call('HSET', KEYS[k + 4], request_id, ARGV[a + 7])
-    redis.call('HINCRBY', KEYS[k + 4], '', ARGV[a + 7])
+    redis.call('HSET', KEYS[k + 4], request_id, res[i])
+    redis.call('HINCRBY', KEYS[k + 4], '', res[i])
     s.reserved = s.reserved + reserve
   end
   -- the in-flight pair outlives its newest entry by 30-60 s, so idle scopes leave nothing behind (refreshed when
@@ -217,16 +223,18 @@ return {'ok', rows()}
 SETTLE = r"""
 -- Any number of settlements (those finishing in one event-loop iteration go in one call).
 -- KEYS, four per charge, settlement after settlement: tpm window, in-flight ZSET, reserved HASH, spend counter
--- ARGV: now (s), then per settlement: request id, admission second, real tokens, charge count,
---       then three per charge: tpm tracked (1/0), estimated tokens, cost (nano-USD, -1 = no budget)
+-- ARGV: now (s), then two per settlement: the request id, and its numbers in one argument, space-separated (one
+--       argument to encode instead of 3 + 3 per charge): admission second, real tokens, charge count, then three per
+--       charge: tpm tracked (1/0), estimated tokens, cost (nano-USD, -1 = no budget)
 -- Reply: the number of settlements
 local sec = math.floor(tonumber(ARGV[1]))
-local k, a, settled = 0, 1, 0
-while a < #ARGV do
-  local request_id, admitted = ARGV[a + 1], tonumber(ARGV[a + 2])
-  local real, n = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  a = a + 4
-  for _ = 1, n do
+local k, settled = 0, 0
+for a = 2, #ARGV, 2 do
+  local request_id, f = ARGV[a], {}
+  for x in string.gmatch(ARGV[a + 1], '%S+') do f[#f + 1] = x end
+  local admitted, real, n = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
+  for i = 1, n do
+    local tracked, estimate, cost = f[i * 3 + 1], f[i * 3 + 2], f[i * 3 + 3]
     if redis.call('ZREM', KEYS[k + 2], request_id) == 1 then  -- else it expired and was pruned, reservation and all
       local held = redis.call('HGET', KEYS[k + 3], request_id)
       if held then
@@ -234,8 +242,8 @@ while a < #ARGV do
         redis.call('HINCRBY', KEYS[k + 3], '', -tonumber(held))
       end
     end
-    if ARGV[a + 1] == '1' then
-      local delta = real - tonumber(ARGV[a + 2])
+    if tracked == '1' then
+      local delta = real - tonumber(estimate)
       if delta > 0 then  -- used more than estimated: the extra counts from now
         local head = redis.call('HMGET', KEYS[k + 1], 'o', 'n')
         redis.call('HINCRBY', KEYS[k + 1], sec, delta)
@@ -254,9 +262,8 @@ while a < #ARGV do
     end
     -- cost goes to the admission period's counter; a missing one (Redis restarted, or evicted) is left missing, to
     -- be initialised from the ledger, which has this request's row
-    local cost = tonumber(ARGV[a + 3])
-    if cost > 0 and redis.call('EXISTS', KEYS[k + 4]) == 1 then redis.call('INCRBY', KEYS[k + 4], ARGV[a + 3]) end
-    k, a = k + 4, a + 3
+    if tonumber(cost) > 0 and redis.call('EXISTS', KEYS[k + 4]) == 1 then redis.call('INCRBY', KEYS[k + 4], cost) end
+    k = k + 4
   end
   settled = settled + 1
 end
