@@ -776,3 +776,18 @@ def test_settlements_of_one_loop_iteration_go_in_one_call_before_the_next_admiss
         assert (final.concurrency, final.spend_usd, final.reserved_usd) == (0, Decimal("0.3"), Decimal(0))
 
     run(backend, body)
+
+
+def test_settlements_not_sent_yet_are_sent_when_the_backend_closes(shared: Backends) -> None:
+    first, second = shared.make(), shared.make()
+    assert isinstance(first, RedisLimitBackend)
+    charge = Charge("key:close", Limits(max_concurrency=5))
+
+    async def body() -> None:
+        ticket = await first.admit("a", [charge])
+        settling = first.settle_soon(ticket, 0, Decimal(0))
+        await first.close()  # in the same iteration: the batch had not gone out yet
+        assert settling.done() and await settling == 1
+        assert (await second.state("key:close", charge.limits, None)).concurrency == 0
+
+    run(second, body)

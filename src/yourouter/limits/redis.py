@@ -241,6 +241,10 @@ class RedisLimitBackend:
     async def close(self) -> None:
         for task in list(self._loading.values()):
             task.cancel()
+        batch = self._batch
+        if batch is not None:  # settlements of this very iteration: sent and answered (or failed) before closing
+            self._flush_settlements()
+            await asyncio.wait([batch.future])  # bounded: every call has the client's timeout
         await self._client.close()
 
     async def _run_admit(self, request_id: str, charges: tuple[Charge, ...],
