@@ -62,16 +62,24 @@ TOKENS, COST = 32, Decimal("0.00023")  # the mock's usage (12 + 20 tokens) at th
 
 
 def load_baseline(ref: str) -> type | None:
-    """`RedisLimitBackend` as of `ref` (read with `git show`, loaded as its own module), or None."""
-    path = "src/yourouter/limits/redis.py"
-    done = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "show", f"{ref}:{path}"],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"no redis-py baseline ({ref}:{path}): {done.stderr.strip()}", file=sys.stderr)
-        return None
+    """`RedisLimitBackend` as of `ref` with its Lua scripts as of `ref` (the scripts' arguments changed since:
+    both read with `git show` and loaded as modules of their own), or None."""
+    sources = {}
+    for name in ("scripts", "redis"):
+        path = f"src/yourouter/limits/{name}.py"
+        done = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "show", f"{ref}:{path}"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"no redis-py baseline ({ref}:{path}): {done.stderr.strip()}", file=sys.stderr)
+            return None
+        sources[name] = done.stdout
+    scripts = types.ModuleType("yourouter.limits._redis_py_baseline_scripts")
+    sys.modules[scripts.__name__] = scripts
+    exec(compile(sources["scripts"], f"{ref}:src/yourouter/limits/scripts.py", "exec"), scripts.__dict__)
+    source = sources["redis"].replace("from yourouter.limits.scripts import", f"from {scripts.__name__} import")
     module = types.ModuleType("yourouter.limits._redis_py_baseline")
     sys.modules[module.__name__] = module
-    exec(compile(done.stdout, f"{ref}:{path}", "exec"), module.__dict__)
+    exec(compile(source, f"{ref}:src/yourouter/limits/redis.py", "exec"), module.__dict__)
     return module.RedisLimitBackend  # type: ignore[no-any-return]
 
 
