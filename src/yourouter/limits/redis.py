@@ -64,7 +64,7 @@ from yourouter.limits.scripts import ADD_SPEND, ADMIT, SETTLE
 from yourouter.limits.windows import Failure, pick_failure
 
 SPEND_GRACE_S = 7 * 86400  # a finished period's counter stays this long (late settlements, reports)
-_CACHE_MAX = 10_000  # encoded key names and budget limits kept; all dropped at once beyond (bounded memory)
+_CACHE_MAX = 10_000  # scopes whose encoded key names are kept; all dropped at once beyond (bounded memory)
 _EMPTY, _ZERO, _ONE, _NONE = bulk(""), bulk(0), bulk(1), bulk(-1)
 _DEL = bulk("DEL")
 _BATCH_MAX = 256  # settlements per SETTLE call at most (a fuller batch is sent at once)
