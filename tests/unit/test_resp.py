@@ -20,6 +20,7 @@ from tests.support.services import redis_url
 from yourouter.limits import Charge, LimitBackendUnavailable, Limits
 from yourouter.limits.redis import RedisLimitBackend
 from yourouter.limits.resp import (
+    Bulk,
     Endpoint,
     PyReplyReader,
     Reply,
@@ -29,6 +30,7 @@ from yourouter.limits.resp import (
     RespProtocolError,
     RespReplyError,
     RespTimeoutError,
+    Script,
     bulk,
     command,
     encode,
@@ -234,21 +236,24 @@ def test_started_scripts_answer_through_their_future(real: tuple[str, str], pars
     script = client.script(f"-- {secrets.token_hex(4)}\nreturn {{KEYS[1], tonumber(ARGV[1]) + 1}}")
     failing = client.script("return redis.call('NOPE')")
 
+    def start(which: Script, keys: list[Bulk], args: list[Bulk]) -> asyncio.Future[Any]:
+        return which.start(which.payload(keys, args), asyncio.get_running_loop().create_future())
+
     async def body() -> None:
-        first = script.start(script.payload([bulk(p + "a")], [bulk(0)]))  # not connected yet: connects, loads, runs
+        first = start(script, [bulk(p + "a")], [bulk(0)])  # not connected yet: connects, loads, runs
         assert await first == [p + "a", 1]
-        started = [script.start(script.payload([bulk(p + "a")], [bulk(i)])) for i in range(20)]
+        started = [start(script, [bulk(p + "a")], [bulk(i)]) for i in range(20)]
         assert all(isinstance(f, asyncio.Future) for f in started)
         assert await asyncio.gather(*started) == [[p + "a", i + 1] for i in range(20)]
         await client.execute("SCRIPT", "FLUSH")  # as after a Redis restart
-        again = [script.start(script.payload([bulk(p + "b")], [bulk(i)])) for i in range(5)]
+        again = [start(script, [bulk(p + "b")], [bulk(i)]) for i in range(5)]
         assert await asyncio.gather(*again) == [[p + "b", i + 1] for i in range(5)]
         with pytest.raises(RespReplyError, match="Unknown Redis command"):
-            await failing.start(failing.payload([], []))
-        abandoned = script.start(script.payload([bulk(p + "c")], [bulk(1)]))
+            await start(failing, [], [])
+        abandoned = start(script, [bulk(p + "c")], [bulk(1)])
         abandoned.cancel()  # a caller that gave up leaves the connection in step
         assert await script([bulk(p + "d")], [bulk(1)]) == [p + "d", 2]
-        failed_unwatched = failing.start(failing.payload([], []))
+        failed_unwatched = start(failing, [], [])
         failed_unwatched.cancel()  # its error reply comes anyway: taken, not logged as a lost exception
         assert await client.execute("PING") == "PONG"
         del failed_unwatched

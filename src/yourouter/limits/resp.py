@@ -543,20 +543,16 @@ class Script:
         """Run a `payload` made by `payload` or `joined_payload`."""
         return self._reply(self.client.execute_encoded(payload), payload)
 
-    def start(self, payload: bytes, result: asyncio.Future[Reply] | None = None) -> asyncio.Future[Reply]:
-        """`run` for a caller that does not wait: the command is queued at once when connected, and the future
-        returned (`result`, if given) gets its reply, with no coroutine or Task per call (a Task only to connect
-        first, or to load the script after a NOSCRIPT answer)."""
+    def start(self, payload: bytes, result: asyncio.Future[Reply]) -> asyncio.Future[Reply]:
+        """`run` for a caller that does not wait: the command is queued at once when connected, and `result`
+        (returned) gets its reply, with no coroutine or Task per call (a Task only to connect first, or to load the
+        script after a NOSCRIPT answer)."""
         sent = self.client.execute_encoded(payload)
-        if not isinstance(sent, asyncio.Future):
-            task = asyncio.ensure_future(self._reply(sent, payload))
-            if result is None:
-                return task
-            task.add_done_callback(functools.partial(_copy_outcome, result))
-            return result
-        if result is None:
-            result = sent.get_loop().create_future()
-        sent.add_done_callback(functools.partial(self._forward, payload, result))
+        if isinstance(sent, asyncio.Future):
+            sent.add_done_callback(functools.partial(self._forward, payload, result))
+        else:  # not connected yet
+            connecting = asyncio.ensure_future(self._reply(sent, payload))
+            connecting.add_done_callback(functools.partial(_copy_outcome, result))
         return result
 
     def payload(self, keys: Sequence[Bulk], args: Sequence[Bulk]) -> bytes:
