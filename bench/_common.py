@@ -1,10 +1,11 @@
 """Set-up shared by the bench/*.py scripts: the yourouter to measure, the output dirs, signals, uvloop, CPU
-pinning, and the generated section of a bench/*.md report. Standard library only."""
+pinning, callgrind's totals, and the generated section of a bench/*.md report. Standard library only."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -104,3 +105,14 @@ def write_marked(path: Path, begin: str, end: str, heading: str, text: str, new_
         return path
     path.write_text(new_file_preamble + block)
     return path
+
+
+def callgrind_total(dumps: list[Path]) -> int:
+    """Instructions (Ir) in callgrind output files, summed (one file per dump, and per thread when split)."""
+    total = 0
+    for dump in dumps:
+        found = re.search(r"^totals: (\d+)", dump.read_text(errors="replace"), re.M)
+        if found is None:
+            raise RuntimeError(f"no totals line in {dump}")
+        total += int(found.group(1))
+    return total

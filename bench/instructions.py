@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from _common import callgrind_total
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -109,8 +110,7 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, args:
             process.kill()
         log.close()
     dumps = sorted(out.glob(f"callgrind.{name}.{process.pid}.*"))
-    total = sum(int(re.search(r"^totals: (\d+)", d.read_text(errors="replace"), re.M).group(1))  # type: ignore[union-attr]
-                for d in dumps)
+    total = callgrind_total(dumps)
     top = ""
     if args.top and dumps and shutil.which("callgrind_annotate"):
         annotated = subprocess.run(["callgrind_annotate", str(dumps[-1])], capture_output=True, text=True).stdout

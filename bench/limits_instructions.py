@@ -21,22 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from decimal import Decimal
 from pathlib import Path
+
+from _common import callgrind_total
+from limits_micro import COST, TOKENS, ZeroSpend
 
 HERE = Path(__file__).resolve().parent
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"limits-bench 0000000"}]}'
-TOKENS, COST = 32, Decimal("0.00023")
-
-
-class ZeroSpend:
-    async def committed_spend(self, scope, since):  # type: ignore[no-untyped-def]
-        return Decimal(0)
 
 
 async def child(backend_kind: str, redis_url: str, prefix: str, cycles: int, concurrency: int) -> None:
@@ -115,11 +110,7 @@ def measure(backend: str, args: argparse.Namespace, prefix: str, out: Path) -> f
     finally:
         if process.poll() is None:
             process.kill()
-    total = 0
-    for path in out.glob(f"callgrind.{backend}.{process.pid}*"):
-        found = re.search(r"^totals: (\d+)", path.read_text(errors="replace"), re.M)
-        total += int(found.group(1)) if found else 0
-    return total / args.cycles
+    return callgrind_total(sorted(out.glob(f"callgrind.{backend}.{process.pid}*"))) / args.cycles
 
 
 def main() -> int:
