@@ -75,9 +75,14 @@ def one_round(order: list[str], args: argparse.Namespace, env: dict[str, str], l
     return found
 
 
+def _spread(values: list[float], fmt: str) -> str:
+    """The median (bold) and the range, as two table cells."""
+    return (f"**{format(statistics.median(values), fmt)}** | {format(min(values), fmt)} … "
+            f"{format(max(values), fmt)}")
+
+
 def _median_line(label: str, values: list[float], fmt: str, target: str, met: bool) -> str:
-    return (f"| {label} | **{format(statistics.median(values), fmt)}** | {format(min(values), fmt)} … "
-            f"{format(max(values), fmt)} | {target} | {'yes' if met else '**no**'} |")
+    return f"| {label} | {_spread(values, fmt)} | {target} | {'yes' if met else '**no**'} |"
 
 
 def report(rounds: list[dict[str, Any]], args: argparse.Namespace, elapsed: float) -> str:
@@ -110,10 +115,9 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
              _median_line(f"{args.streams} streams: total stream time p50 ÷ floor's", total, ".3f", "—", True),
              "", "The control, the floor against itself in the same rounds (what noise alone does):", "",
              "| figure (floor-again against the same round's floor) | median | range over rounds |", "|---|---|---|",
-             f"| c={c} throughput ÷ floor's | **{statistics.median(control_thr):.2f}** | {min(control_thr):.2f} … "
-             f"{max(control_thr):.2f} |",
-             f"| {args.streams} streams: TTFT p50 − floor's (ms) | **{statistics.median(control_ttft):+.2f}** | "
-             f"{min(control_ttft):+.2f} … {max(control_ttft):+.2f} (median distance {spread:.2f}) |",
+             f"| c={c} throughput ÷ floor's | {_spread(control_thr, '.2f')} |",
+             f"| {args.streams} streams: TTFT p50 − floor's (ms) | {_spread(control_ttft, '+.2f')} "
+             f"(median distance {spread:.2f}) |",
              "", "Each round:", "",
              "| round | first | floor req/s | floor-again | YouRouter req/s | Redis req/s | floor CPU ms/req | "
              "YouRouter | Redis | floor TTFT ms | floor-again | YouRouter TTFT ms | floor CPU ms/stream | "
