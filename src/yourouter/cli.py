@@ -7,8 +7,10 @@ import importlib.util
 import json
 import os
 import secrets
+import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -116,23 +118,48 @@ def serve(
     if not settings.providers:
         err.print("[yellow]warning:[/yellow] no providers configured; set OPENAI_API_KEY, write a config file, "
                   "or try --demo.", highlight=False)
-    base = f"http://{settings.host}:{settings.port}"
-    err.print(f"YouRouter listening on {base} ({settings.workers} worker(s), "
-              f"{len(settings.providers)} provider(s))", highlight=False)
-    if demo_key:
-        err.print(f"Demo key: {demo_key}\nTry:\n  curl {base}/v1/chat/completions -H 'Authorization: Bearer "
-                  f"{demo_key}' -H 'Content-Type: application/json' -d '{{\"model\": \"gpt-4o-mini\", "
-                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'",
-                  highlight=False, soft_wrap=True)
+
+    def announce() -> None:
+        """Printed once the socket accepts connections, so the demo's curl, pasted at once, is answered."""
+        base = f"http://{settings.host}:{settings.port}"
+        err.print(f"YouRouter listening on {base} ({settings.workers} worker(s), "
+                  f"{len(settings.providers)} provider(s))", highlight=False)
+        if demo_key:
+            err.print(f"Demo key: {demo_key}\nTry:\n  curl {base}/v1/chat/completions -H 'Authorization: Bearer "
+                      f"{demo_key}' -H 'Content-Type: application/json' -d '{{\"model\": \"gpt-4o-mini\", "
+                      f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'",
+                      highlight=False, soft_wrap=True)
+
     options = _uvicorn_options(settings, "warning" if log_level.lower() == "info" else log_level)
     if settings.workers > 1 and hasattr(os, "fork"):
-        _serve_forked(settings, options)
+        _serve_forked(settings, options, announce)
     elif settings.workers > 1:  # no fork(): uvicorn spawns fresh interpreters that each import the app
         _migrate(settings)
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        announce()  # uvicorn binds the socket before it spawns the workers
         uvicorn.run("yourouter.app:app_from_environment", factory=True, workers=settings.workers, **options)
     else:
-        uvicorn.run(_gateway(settings), **options)
+        _serve_one(_gateway(settings), options, announce)
+
+
+def _serve_one(gateway: Gateway, options: dict[str, Any], announce: Callable[[], None]) -> None:
+    """`uvicorn.run` for one process, with `announce` called once the socket listens (uvicorn's own line is at
+    INFO, which `serve` keeps quiet)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                announce()
+
+    server = Server(uvicorn.Config(gateway, **options))
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful shutdown; `uvicorn.run` ignores it too
+        pass
+    if not server.started:  # the gateway's start-up failed (already logged), or the port was taken
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 def _gateway(settings: Settings) -> Gateway:
@@ -164,7 +191,7 @@ def _migrate(settings: Settings) -> None:
         raise typer.Exit(STARTUP_FAILURE) from None
 
 
-def _serve_forked(settings: Settings, options: dict[str, Any]) -> None:
+def _serve_forked(settings: Settings, options: dict[str, Any], announce: Callable[[], None]) -> None:
     """Import and migrate here, once; then fork the workers (see yourouter/prefork.py)."""
     from yourouter import prefork
     from yourouter.app import Gateway  # noqa: F401  imported before the fork, so no worker imports it again
@@ -176,6 +203,7 @@ def _serve_forked(settings: Settings, options: dict[str, Any]) -> None:
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot listen on {settings.host}:{settings.port}: {exc}", highlight=False)
         raise typer.Exit(1) from None
+    announce()  # connections wait in the listen backlog until a worker accepts them
 
     def build() -> Gateway:
         try:

@@ -44,12 +44,15 @@ def preload_server_modules(options: dict[str, Any]) -> None:
         import uvloop  # noqa: F401
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker inherits (uvicorn's `Config.bind_socket`, minus its log line)."""
+def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """The listening socket every worker inherits (uvicorn's `Config.bind_socket`, minus its log line). It listens
+    from here on (2048 is uvicorn's backlog): connections made while the workers start wait to be accepted instead
+    of being refused."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 
