@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+from collections.abc import Coroutine
 from typing import Any, cast
 
 import aiohttp
@@ -489,5 +490,72 @@ def test_a_large_chunked_gzip_body_read_slowly() -> None:
                         received += chunk
                         await asyncio.sleep(0)
             assert bytes(received) == text
+
+    run(main())
+
+
+# -- 12. forwarding (pieces handed over in the read callback) -------------------------------------------------------
+
+
+async def _forward_all(answer: Http1Response, deliver: http1.Delivery) -> None:
+    while (pending := await answer.forward(deliver)) is not None:
+        await pending
+
+
+def test_forwarding_hands_over_every_piece_in_order_and_waits_for_a_slow_receiver() -> None:
+    async def main() -> None:
+        pieces = [b"%06d:" % i + b"y" * 4000 for i in range(400)]  # ~1.6 MiB, sent as fast as the socket takes it
+
+        async def handler(peer: Peer) -> None:
+            while await peer.request() is not None:
+                await peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                await peer.send(b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n")
+
+        async with Server(handler) as server:
+            with pool_for(server) as pool:
+                received = bytearray()
+                held: list[int] = []
+
+                async def slowly() -> None:  # what a full client socket does to `send`
+                    await asyncio.sleep(0.05)
+                    held.append(answer._size)  # pieces read meanwhile wait, a bounded amount
+
+                def deliver(chunk: bytes) -> Coroutine[Any, Any, None] | None:
+                    received.extend(chunk)
+                    return slowly() if len(received) // 300_000 > len(held) else None
+
+                async with post(pool, server.url) as answer:
+                    await asyncio.sleep(0.05)  # pieces read before anyone forwards are handed over first
+                    assert answer._chunks
+                    await _forward_all(answer, deliver)
+                assert bytes(received) == b"".join(pieces)
+                assert held and max(held) < 2 * http1._BUFFER_HIGH
+                assert await fetch(pool, server.url) == (200, b"".join(pieces))  # the connection was reusable
+            assert server.accepted == 1
+
+    run(main())
+
+
+def test_forwarding_ends_with_the_receivers_error_or_the_upstreams() -> None:
+    async def main() -> None:
+        async def handler(peer: Peer) -> None:
+            if await peer.request() is not None:
+                await peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"5\r\nfirst\r\n",
+                                b"6\r\nsecond\r\n", pause_s=0.05)
+                peer.close()  # mid-body
+
+        async with Server(handler) as server:
+            with pool_for(server) as pool:
+                async with post(pool, server.url) as answer:
+                    def refuse(chunk: bytes) -> None:
+                        raise ValueError(f"cannot take {chunk!r}")
+
+                    with pytest.raises(ValueError, match="first"):
+                        await _forward_all(answer, refuse)
+                got: list[bytes] = []
+                async with post(pool, server.url) as answer:
+                    with pytest.raises(UpstreamClosed):
+                        await _forward_all(answer, lambda chunk: got.append(chunk))
+                assert got == [b"first", b"second"]
 
     run(main())

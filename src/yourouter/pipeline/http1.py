@@ -24,7 +24,7 @@ import asyncio
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -47,8 +47,14 @@ class UpstreamReadTimeout(aiohttp.ClientConnectionError, TimeoutError):
     """The upstream went silent for longer than the read timeout (or the request outlived its total timeout)."""
 
 
+#: What `Http1Response.forward`'s callback returns: None when it is done with the piece, or an awaitable that
+#: finishes the piece's delivery (the client's socket was full).
+Delivery = Callable[[bytes], Awaitable[None] | None]
+
+
 class Http1Response:
-    __slots__ = ("status", "headers", "_conn", "_loop", "_chunks", "_size", "_done", "_error", "_waiter", "_decoder")
+    __slots__ = ("status", "headers", "_conn", "_loop", "_chunks", "_size", "_done", "_error", "_waiter", "_decoder",
+                 "_deliver", "_forwarding")
 
     def __init__(self, conn: _Connection, status: int, headers: CIMultiDictProxy[str]) -> None:
         self._conn: _Connection | None = conn
@@ -61,6 +67,8 @@ class Http1Response:
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._deliver: Delivery | None = None
+        self._forwarding: asyncio.Future[Awaitable[None] | None] | None = None
         encoding = headers.get("Content-Encoding", "").lower()
         self._decoder = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
                          else zlib.decompressobj() if encoding == "deflate" else None)
@@ -109,6 +117,47 @@ class Http1Response:
             self._conn.resume()
         return chunk
 
+    def forward(self, deliver: Delivery) -> asyncio.Future[Awaitable[None] | None]:
+        """Hands every piece of the body to `deliver` as soon as it is read, inside the connection's read callback:
+        no future, task wake-up or resumed await chain per piece (the read path of a stream's every event). The
+        future this returns ends the forwarding: None at the body's end; the awaitable `deliver` returned when it
+        could not finish a piece at once (await it, then call `forward` again: pieces read meanwhile wait, and the
+        upstream is paused when they grow large); or the body's error, or `deliver`'s. `stop_forwarding` ends it
+        early (the caller was cancelled)."""
+        waiter: asyncio.Future[Awaitable[None] | None] = self._loop.create_future()
+        while self._chunks:  # read while no one forwarded
+            chunk = self._chunks.popleft()
+            self._size -= len(chunk)
+            try:
+                pending = deliver(chunk)
+            except Exception as exc:
+                waiter.set_exception(exc)
+                return waiter
+            if pending is not None:
+                waiter.set_result(pending)
+                return waiter
+        if self._conn is not None:
+            self._conn.resume()
+        if self._error is not None:
+            waiter.set_exception(self._error)
+        elif self._done:
+            waiter.set_result(None)
+        else:
+            self._deliver, self._forwarding = deliver, waiter
+        return waiter
+
+    def stop_forwarding(self) -> None:
+        self._deliver = self._forwarding = None
+
+    def _forwarded(self, result: Awaitable[None] | None = None, error: BaseException | None = None) -> None:
+        waiter = self._forwarding
+        self._deliver = self._forwarding = None
+        if waiter is not None and not waiter.done():
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(result)
+
     def release(self) -> None:
         """Done with the response: its connection goes back to the pool when the body was read to the end."""
         conn, self._conn = self._conn, None
@@ -121,6 +170,16 @@ class Http1Response:
             data = self._decoder.decompress(data)
             if not data:
                 return
+        deliver = self._deliver
+        if deliver is not None:
+            try:
+                pending = deliver(data)
+            except Exception as exc:
+                self._forwarded(error=exc)
+                return
+            if pending is not None:
+                self._forwarded(pending)
+            return
         self._chunks.append(data)
         self._size += len(data)
         if self._size >= _BUFFER_HIGH and self._conn is not None:
@@ -131,9 +190,12 @@ class Http1Response:
         if error is None and self._decoder is not None:
             rest = self._decoder.flush()
             if rest:
-                self._chunks.append(rest)
+                self._decoder = None
+                self._feed(rest)
         self._done = True
         self._error = error
+        if self._forwarding is not None:
+            self._forwarded(error=error)
         self._wake()
 
     def _wake(self) -> None:
