@@ -12,6 +12,9 @@ gateway pinned to CPU 1, wrk/loadgen and the mocks on CPU 0) of the floor, YouRo
 process) and YouRouter on Redis, in an order that rotates every round, at --concurrency and --streams; every
 figure is read against the floor of the same round, and the report gives each round and the medians.
 
+Every round also runs `direct` (the load generator against the mock, no proxy), for the total stream time's
+target (within 2 % of direct's).
+
 A control in every round: the floor a second time (`floor-again`, the same proxy on another port, added to a copy of
 bench/targets.toml). What separates the floor from itself is what this machine's noise alone does to a figure in one
 round, e.g. to the 100-stream TTFT, whose target (+0.3 ms) is smaller than that noise in a busy hour.
@@ -32,7 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TARGETS = ("floor", "floor-again", "yourouter", "yourouter-redis")
+TARGETS = ("direct", "floor", "floor-again", "yourouter", "yourouter-redis")
 
 
 def targets_with_control(out: Path) -> Path:
@@ -93,6 +96,8 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
     ttft = [r["yourouter"]["ttft_p50_ms"] - r["floor"]["ttft_p50_ms"] for r in rounds]
     stream_cpu = [r["yourouter"]["cpu_ms_per_stream"] / r["floor"]["cpu_ms_per_stream"] for r in rounds]
     total = [r["yourouter"]["total_p50_ms"] / r["floor"]["total_p50_ms"] for r in rounds]
+    total_direct = [r["yourouter"]["total_p50_ms"] / r["direct"]["total_p50_ms"] for r in rounds]
+    floor_direct = [r["floor"]["total_p50_ms"] / r["direct"]["total_p50_ms"] for r in rounds]
     control_thr = [r["floor-again"]["rps"] / r["floor"]["rps"] for r in rounds]
     control_ttft = [r["floor-again"]["ttft_p50_ms"] - r["floor"]["ttft_p50_ms"] for r in rounds]
     spread = statistics.median(abs(x) for x in control_ttft)
@@ -113,11 +118,16 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
              _median_line(f"{args.streams} streams: CPU per stream ÷ floor's", stream_cpu, ".2f", "≤ 1.5",
                           statistics.median(stream_cpu) <= 1.5),
              _median_line(f"{args.streams} streams: total stream time p50 ÷ floor's", total, ".3f", "—", True),
-             "", "The control, the floor against itself in the same rounds (what noise alone does):", "",
-             "| figure (floor-again against the same round's floor) | median | range over rounds |", "|---|---|---|",
+             _median_line(f"{args.streams} streams: total stream time p50 ÷ direct's", total_direct, ".3f", "≤ 1.02",
+                          statistics.median(total_direct) <= 1.02),
+             "", "The control, the floor against itself in the same rounds (what noise alone does), and the floor's "
+             "total stream time against direct's:", "",
+             "| figure (against the same round's floor or direct) | median | range over rounds |", "|---|---|---|",
              f"| c={c} throughput ÷ floor's | {_spread(control_thr, '.2f')} |",
              f"| {args.streams} streams: TTFT p50 − floor's (ms) | {_spread(control_ttft, '+.2f')} "
              f"(median distance {spread:.2f}) |",
+             f"| {args.streams} streams: the floor's total stream time p50 ÷ direct's | "
+             f"{_spread(floor_direct, '.3f')} |",
              "", "Each round:", "",
              "| round | first | floor req/s | floor-again | YouRouter req/s | Redis req/s | floor CPU ms/req | "
              "YouRouter | Redis | floor TTFT ms | floor-again | YouRouter TTFT ms | floor CPU ms/stream | "
