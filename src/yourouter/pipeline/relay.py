@@ -120,8 +120,13 @@ async def _pump(send: Send, response: Http1Response, record: UsageRecord, starte
         return None
 
     while True:
+        forwarding = response.forward(deliver)
         try:
-            pending = await response.forward(deliver)
+            pending = await forwarding
+        except asyncio.CancelledError:  # the rest of a send that had to wait may be in hand: it will not be awaited
+            if forwarding.done() and not forwarding.cancelled() and forwarding.exception() is None:
+                getattr(forwarding.result(), "close", lambda: None)()
+            raise
         finally:
             response.stop_forwarding()  # a cancelled request (client gone, deadline) forwards nothing more
         if pending is None:
