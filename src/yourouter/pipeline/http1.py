@@ -125,25 +125,16 @@ class Http1Response:
         upstream is paused when they grow large); or the body's error, or `deliver`'s. `stop_forwarding` ends it
         early (the caller was cancelled)."""
         waiter: asyncio.Future[Awaitable[None] | None] = self._loop.create_future()
-        while self._chunks:  # read while no one forwarded
+        self._deliver, self._forwarding = deliver, waiter
+        while self._chunks and self._forwarding is waiter:  # read while no one forwarded
             chunk = self._chunks.popleft()
             self._size -= len(chunk)
-            try:
-                pending = deliver(chunk)
-            except Exception as exc:
-                waiter.set_exception(exc)
-                return waiter
-            if pending is not None:
-                waiter.set_result(pending)
-                return waiter
-        if self._conn is not None:
-            self._conn.resume()
-        if self._error is not None:
-            waiter.set_exception(self._error)
-        elif self._done:
-            waiter.set_result(None)
-        else:
-            self._deliver, self._forwarding = deliver, waiter
+            self._take(chunk)
+        if self._forwarding is waiter:
+            if self._conn is not None:
+                self._conn.resume()
+            if self._error is not None or self._done:
+                self._forwarded(error=self._error)
         return waiter
 
     def stop_forwarding(self) -> None:
@@ -170,6 +161,11 @@ class Http1Response:
             data = self._decoder.decompress(data)
             if not data:
                 return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """A decoded piece of the body: handed to `forward`'s `deliver` when someone forwards (forwarding ends when
+        it raises or cannot finish the piece at once), else kept for `next_chunk`."""
         deliver = self._deliver
         if deliver is not None:
             try:
@@ -190,8 +186,7 @@ class Http1Response:
         if error is None and self._decoder is not None:
             rest = self._decoder.flush()
             if rest:
-                self._decoder = None
-                self._feed(rest)
+                self._take(rest)
         self._done = True
         self._error = error
         if self._forwarding is not None:
