@@ -136,7 +136,7 @@ def serve(
     elif settings.workers > 1:  # no fork(): uvicorn spawns fresh interpreters that each import the app
         _migrate(settings)
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
-        announce()  # uvicorn binds the socket before it spawns the workers
+        announce()  # before uvicorn.run binds (here uvicorn binds, then spawns): the banner may come a moment early
         uvicorn.run("yourouter.app:app_from_environment", factory=True, workers=settings.workers, **options)
     else:
         _serve_one(_gateway(settings), options, announce)
