@@ -56,6 +56,39 @@ def test_close_without_start_flushes_everything() -> None:
     assert len(repo.rows) == 7 and repo.calls == 2
 
 
+class CommitsWhenCancelled:
+    """A database whose commit lands even when the client gives up waiting for it (asyncpg cancelled mid-COMMIT)."""
+
+    def __init__(self) -> None:
+        self.rows: list[str] = []
+        self.writing = asyncio.Event()
+
+    async def insert_rows(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        ids = [dict(zip(columns, row, strict=True))["request_id"] for row in rows]
+        self.writing.set()
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            self.rows.extend(ids)  # committed, cancelled or not
+
+
+def test_close_during_a_write_does_not_write_its_rows_again() -> None:
+    async def run() -> CommitsWhenCancelled:
+        repo = CommitsWhenCancelled()
+        ledger = UsageLedger(repo, batch_size=5, flush_interval_s=60)  # type: ignore[arg-type]
+        ledger.start()
+        for i in range(5):  # a full batch wakes the writer
+            ledger.record(UsageRecord(request_id=f"r{i}", endpoint="chat.completions"))
+        await repo.writing.wait()
+        ledger.record(UsageRecord(request_id="r5", endpoint="chat.completions"))
+        await ledger.close()  # graceful shutdown while the batch is being written
+        assert ledger.depth == 0
+        return repo
+
+    repo = asyncio.run(run())
+    assert repo.rows == [f"r{i}" for i in range(6)]  # each once
+
+
 class Table:
     """A usage table that can be down, and remembers request ids (for idempotent replays)."""
 

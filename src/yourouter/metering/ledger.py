@@ -93,6 +93,7 @@ class UsageLedger:
         self._pending: deque[UsageRecord] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None  # the background task's current write
         self._closing = False
         self._replay_due = spill is not None  # files of an earlier run, at start
         self.written = 0
@@ -138,7 +139,10 @@ class UsageLedger:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             self._wake.clear()
             try:
-                await self.flush()
+                # shielded: `close` cancels this task, and a write cancelled in flight may still commit; its rows
+                # would then be written again by `close`'s own flush (duplicate rows, seen on PostgreSQL)
+                self._writing = asyncio.ensure_future(self.flush())
+                await asyncio.shield(self._writing)
                 if self._replay_due:
                     await self.replay()
                 failures = 0
@@ -183,6 +187,9 @@ class UsageLedger:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._writing is not None:  # a write the task was waiting on ends before the rows are looked at again
+            with contextlib.suppress(Exception):
+                await self._writing
         for attempt in range(attempts):
             try:
                 while self._pending:  # rows recorded while a flush ran are written too
