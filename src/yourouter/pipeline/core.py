@@ -162,7 +162,7 @@ _request_counter = itertools.count(1)
 def _new_request_id_prefix() -> None:
     """Per process; a forked worker (`serve --workers N`) draws its own, or ids would collide across workers."""
     global _REQUEST_ID_PREFIX, _request_counter
-    _REQUEST_ID_PREFIX = "req_" + os.urandom(6).hex()
+    _REQUEST_ID_PREFIX = "req_" + os.urandom(8).hex()  # 64 bits: the ledger keeps one row per request id
     _request_counter = itertools.count(1)
 
 

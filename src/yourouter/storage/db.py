@@ -42,7 +42,7 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 #: The newest migration in `migrations/versions`; `tests/unit/test_migrations.py` checks it against Alembic's head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 #: Any fixed number: the advisory lock that serialises concurrent migrations on PostgreSQL (env.py takes it too).
 MIGRATION_LOCK = 7_410_215_733
 #: Alembic's own bookkeeping table, as `alembic stamp` creates it.

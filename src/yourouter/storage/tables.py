@@ -78,7 +78,7 @@ usage = Table(
     Index("ix_usage_created_at", "created_at"),
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_model_created", "model", "created_at"),
-    Index("ix_usage_request_id", "request_id"),
+    Index("ix_usage_request_id", "request_id", unique=True),  # one row per request (migration 0005)
     # usage reports filter by key name and by vendor over a time range (migration 0004)
     Index("ix_usage_key_name_created", "key_name", "created_at"),
     Index("ix_usage_vendor_created", "vendor", "created_at"),
