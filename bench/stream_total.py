@@ -11,11 +11,11 @@ ms between windows 30 s apart in one test, the mock's own stream duration with i
 here the same parts of ../shared/bench run side by side in windows of --duration seconds: its paced mock
 (mock_upstream.py, 5 ms between events, CPU 0), its load generator (loadgen.py -c 100 --stream, CPU 0), its `floor`
 proxy (floor_proxy.py, CPU 1) and YouRouter with the full pipeline (bench/yourouter-full.yaml: auth, limits, budget,
-routing, the ledger in SQLite, the access log; CPU 1). Every cycle runs direct, floor and YouRouter once each, in an
-order that rotates every cycle; each window's figure is read against the direct window of the same cycle. A first
-window of each, not recorded, warms them up. The gateways stay up through all cycles (long-lived processes, as in
-production; bench/run.sh starts each fresh). The floor is the control: what any Python proxy adds. Writes
-bench/STREAM_TOTAL.md (--out).
+routing, the ledger in SQLite, the access log; CPU 1). Every cycle runs direct, floor, the floor again (a control: a
+second floor_proxy.py process) and YouRouter once each, in an order that rotates every cycle; each window's figure
+is read against the direct window of the same cycle. A first window of each, not recorded, warms them up. The
+gateways stay up through all cycles (long-lived processes, as in production; bench/run.sh starts each fresh). The
+floor is the control: what any Python proxy adds. Writes bench/STREAM_TOTAL.md (--out).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
 BENCH_PY = Path(os.environ.get("BENCH_VENV", "/tmp/bench-venv")) / "bin" / "python"
-MOCK_PORT, FLOOR_PORT, YR_PORT = 18201, 15301, 15302
-TARGETS = ("direct", "floor", "yourouter")
+MOCK_PORT, FLOOR_PORT, FLOOR_AGAIN_PORT, YR_PORT = 18201, 15301, 15303, 15302
+TARGETS = ("direct", "floor", "floor-again", "yourouter")
 
 
 def _start(cmd: list[str], cpu: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -99,11 +99,14 @@ def _median(values: list[float]) -> float:
 def report(cycles: list[dict[str, dict[str, Any]]], args: argparse.Namespace, commit: str, started: str) -> str:
     yr = [c["yourouter"]["total"] / c["direct"]["total"] for c in cycles]
     fl = [c["floor"]["total"] / c["direct"]["total"] for c in cycles]
+    again = [c["floor-again"]["total"] / c["direct"]["total"] for c in cycles]
     yr_fl = [c["yourouter"]["total"] / c["floor"]["total"] for c in cycles]
+    ttft = [c["yourouter"]["ttft"] - c["floor"]["ttft"] for c in cycles]
+    ttft_again = [c["floor-again"]["ttft"] - c["floor"]["ttft"] for c in cycles]
     met = _median(yr) <= 1.02
     lines = [
         f"`bench/stream_total.py --cycles {args.cycles} --duration {args.duration} --streams {args.streams}` — "
-        f"{started}, yourouter {commit}. Each cycle: direct, floor and YouRouter (full pipeline) for "
+        f"{started}, yourouter {commit}. Each cycle: direct, floor, the floor again and YouRouter (full pipeline) for "
         f"{args.duration} s each ({args.streams} streams, 1 s warm-up), in an order that rotates every cycle.", "",
         "| figure (against the same cycle's direct) | median | range over cycles | target | met |",
         "|---|---|---|---|---|",
@@ -111,7 +114,13 @@ def report(cycles: list[dict[str, dict[str, Any]]], args: argparse.Namespace, co
         f"| ≤ 1.02 | {'yes' if met else '**no**'} |",
         f"| the floor's total stream time p50 ÷ direct's (control) | **{_median(fl):.3f}** | {min(fl):.3f} … "
         f"{max(fl):.3f} | — | — |",
+        f"| the floor again, ÷ direct's (control) | **{_median(again):.3f}** | {min(again):.3f} … "
+        f"{max(again):.3f} | — | — |",
         f"| YouRouter's ÷ the floor's | **{_median(yr_fl):.3f}** | {min(yr_fl):.3f} … {max(yr_fl):.3f} | — | — |",
+        f"| YouRouter's TTFT p50 − the floor's (ms) | **{_median(ttft):+.2f}** | {min(ttft):+.2f} … "
+        f"{max(ttft):+.2f} | ≤ +0.3 | {'yes' if _median(ttft) <= 0.3 else '**no**'} |",
+        f"| the floor again: TTFT p50 − the floor's (ms; control) | **{_median(ttft_again):+.2f}** | "
+        f"{min(ttft_again):+.2f} … {max(ttft_again):+.2f} | — | — |",
         "",
         "Medians over the cycles (ms):", "",
         "| target | total p50 | TTFT p50 | streams per window |", "|---|---|---|---|",
@@ -121,8 +130,8 @@ def report(cycles: list[dict[str, dict[str, Any]]], args: argparse.Namespace, co
                      f"{_median([c[name]['ttft'] for c in cycles]):.2f} | "
                      f"{_median([c[name]['streams'] for c in cycles]):.0f} |")
     lines += ["", "Each cycle (total p50 ms, TTFT p50 ms):", "",
-              "| cycle | first | direct | floor | YouRouter | YouRouter ÷ direct | floor ÷ direct |",
-              "|---|---|---|---|---|---|---|"]
+              "| cycle | first | direct | floor | floor again | YouRouter | YouRouter ÷ direct | floor ÷ direct |",
+              "|---|---|---|---|---|---|---|---|"]
     for i, c in enumerate(cycles, 1):
         cells = " | ".join(f"{c[n]['total']:.1f} ({c[n]['ttft']:.1f})" for n in TARGETS)
         lines.append(f"| {i} | {c['first']} | {cells} | {yr[i - 1]:.3f} | {fl[i - 1]:.3f} |")
@@ -159,11 +168,14 @@ def main() -> None:
                 str(args.chunk_delay_ms)], args.load_cpus, env, work / "mock.log"),
         _start([str(BENCH_PY), str(SHARED / "floor_proxy.py"), "--port", str(FLOOR_PORT)], args.gw_cpus, env,
                work / "floor.log"),
+        _start([str(BENCH_PY), str(SHARED / "floor_proxy.py"), "--port", str(FLOOR_AGAIN_PORT)], args.gw_cpus, env,
+               work / "floor-again.log"),
         _start([str(yr_bin), "serve", "--config", str(HERE / "yourouter-full.yaml"), "--port", str(YR_PORT),
                 "--log-level", "info"], args.gw_cpus, env, work / "yourouter.log"),
     ]
     targets = {"direct": (f"{mock}/chat/completions", "gpt-4o-mini"),
                "floor": (f"http://127.0.0.1:{FLOOR_PORT}/v1/chat/completions", "gpt-4o-mini-paced"),
+               "floor-again": (f"http://127.0.0.1:{FLOOR_AGAIN_PORT}/v1/chat/completions", "gpt-4o-mini-paced"),
                "yourouter": (f"http://127.0.0.1:{YR_PORT}/v1/chat/completions", "gpt-4o-mini-paced")}
     bodies = {}
     try:
@@ -172,8 +184,7 @@ def main() -> None:
                                "stream": True}).encode()
             bodies[name] = work / f"{name}.json"
             bodies[name].write_bytes(body)
-            _wait_ready(url, {"authorization": f"Bearer {key}"}, body, procs[0 if name == "direct" else
-                                                                             1 if name == "floor" else 2])
+            _wait_ready(url, {"authorization": f"Bearer {key}"}, body, procs[TARGETS.index(name)])
         warm = argparse.Namespace(**{**vars(args), "duration": 2})
         for name in TARGETS:  # a first window, not recorded: fresh processes and connections run slower
             _window(targets[name][0], bodies[name], key, warm)
