@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #8's whole benchmark in one command, from the repository root (~40 min on the 2-core machine):
+# Issue #8's whole benchmark in one command, from the repository root (~50 min on the 2-core machine):
 #
 #   bench/all.sh                 # measures HEAD (git archive -> its own venv), so edits during the run change nothing
 #   YOUROUTER_REF=<rev> bench/all.sh
@@ -13,6 +13,8 @@
 #   2b. bench/rounds.py: the headline ratios (c=50 throughput and CPU, Redis/in-process CPU, 100-stream TTFT and CPU)
 #       over 8 rounds (ROUNDS=n) of floor, YouRouter and YouRouter on Redis in rotating order (one pass is noise)
 #                                                                               -> ROUNDS.md
+#   2c. bench/stream_total.py: the 100-stream total stream time against direct's (and TTFT against the floor's), in
+#       short interleaved windows of direct, floor, the floor again and YouRouter, 16 cycles  -> STREAM_TOTAL.md
 #   3. bench/translation.py: translated (Anthropic client -> OpenAI upstream) against passthrough -> TRANSLATION.md
 #   4. bench/limits.py: limits + budget overhead, in process and on Redis        -> LIMITS.md
 #   5. bench/memory.py: 10-minute soak at 300 req/s (mixed) and 1,000 open streams -> MEMORY.md
@@ -35,6 +37,7 @@ SKIP_INSTALL=1 bench/run.sh --only direct floor yourouter yourouter-redis litell
   --concurrency 1 --duration 10 --repeat 1 --stream-concurrency 100        # 2
 stream_run="$(stamp)"
 "$PY" bench/rounds.py --ref "$YOUROUTER_REF" --rounds "${ROUNDS:-8}"     # 2b
+"$PY" bench/stream_total.py --ref "$YOUROUTER_REF" --cycles 16          # 2c
 "$PY" bench/translation.py --ref "$YOUROUTER_REF"                       # 3
 "$PY" bench/limits.py --ref "$YOUROUTER_REF" --rounds 4                 # 4
 "$PY" bench/memory.py --ref "$YOUROUTER_REF"                            # 5
