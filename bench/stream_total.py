@@ -26,13 +26,13 @@ import os
 import re
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from _common import exit_on_signals, resolve_yourouter, write_marked
@@ -92,10 +92,6 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def report(cycles: list[dict[str, dict[str, Any]]], args: argparse.Namespace, commit: str, started: str) -> str:
     yr = [c["yourouter"]["total"] / c["direct"]["total"] for c in cycles]
     fl = [c["floor"]["total"] / c["direct"]["total"] for c in cycles]
@@ -103,32 +99,32 @@ def report(cycles: list[dict[str, dict[str, Any]]], args: argparse.Namespace, co
     yr_fl = [c["yourouter"]["total"] / c["floor"]["total"] for c in cycles]
     ttft = [c["yourouter"]["ttft"] - c["floor"]["ttft"] for c in cycles]
     ttft_again = [c["floor-again"]["ttft"] - c["floor"]["ttft"] for c in cycles]
-    met = _median(yr) <= 1.02
+    met = median(yr) <= 1.02
     lines = [
         f"`bench/stream_total.py --cycles {args.cycles} --duration {args.duration} --streams {args.streams}` — "
         f"{started}, yourouter {commit}. Each cycle: direct, floor, the floor again and YouRouter (full pipeline) for "
         f"{args.duration} s each ({args.streams} streams, 1 s warm-up), in an order that rotates every cycle.", "",
         "| figure (against the same cycle's direct) | median | range over cycles | target | met |",
         "|---|---|---|---|---|",
-        f"| YouRouter's total stream time p50 ÷ direct's | **{_median(yr):.3f}** | {min(yr):.3f} … {max(yr):.3f} "
+        f"| YouRouter's total stream time p50 ÷ direct's | **{median(yr):.3f}** | {min(yr):.3f} … {max(yr):.3f} "
         f"| ≤ 1.02 | {'yes' if met else '**no**'} |",
-        f"| the floor's total stream time p50 ÷ direct's (control) | **{_median(fl):.3f}** | {min(fl):.3f} … "
+        f"| the floor's total stream time p50 ÷ direct's (control) | **{median(fl):.3f}** | {min(fl):.3f} … "
         f"{max(fl):.3f} | — | — |",
-        f"| the floor again, ÷ direct's (control) | **{_median(again):.3f}** | {min(again):.3f} … "
+        f"| the floor again, ÷ direct's (control) | **{median(again):.3f}** | {min(again):.3f} … "
         f"{max(again):.3f} | — | — |",
-        f"| YouRouter's ÷ the floor's | **{_median(yr_fl):.3f}** | {min(yr_fl):.3f} … {max(yr_fl):.3f} | — | — |",
-        f"| YouRouter's TTFT p50 − the floor's (ms) | **{_median(ttft):+.2f}** | {min(ttft):+.2f} … "
-        f"{max(ttft):+.2f} | ≤ +0.3 | {'yes' if _median(ttft) <= 0.3 else '**no**'} |",
-        f"| the floor again: TTFT p50 − the floor's (ms; control) | **{_median(ttft_again):+.2f}** | "
+        f"| YouRouter's ÷ the floor's | **{median(yr_fl):.3f}** | {min(yr_fl):.3f} … {max(yr_fl):.3f} | — | — |",
+        f"| YouRouter's TTFT p50 − the floor's (ms) | **{median(ttft):+.2f}** | {min(ttft):+.2f} … "
+        f"{max(ttft):+.2f} | ≤ +0.3 | {'yes' if median(ttft) <= 0.3 else '**no**'} |",
+        f"| the floor again: TTFT p50 − the floor's (ms; control) | **{median(ttft_again):+.2f}** | "
         f"{min(ttft_again):+.2f} … {max(ttft_again):+.2f} | — | — |",
         "",
         "Medians over the cycles (ms):", "",
         "| target | total p50 | TTFT p50 | streams per window |", "|---|---|---|---|",
     ]
     for name in TARGETS:
-        lines.append(f"| {name} | {_median([c[name]['total'] for c in cycles]):.2f} | "
-                     f"{_median([c[name]['ttft'] for c in cycles]):.2f} | "
-                     f"{_median([c[name]['streams'] for c in cycles]):.0f} |")
+        lines.append(f"| {name} | {median([c[name]['total'] for c in cycles]):.2f} | "
+                     f"{median([c[name]['ttft'] for c in cycles]):.2f} | "
+                     f"{median([c[name]['streams'] for c in cycles]):.0f} |")
     lines += ["", "Each cycle (total p50 ms, TTFT p50 ms):", "",
               "| cycle | first | direct | floor | floor again | YouRouter | YouRouter ÷ direct | floor ÷ direct |",
               "|---|---|---|---|---|---|---|---|"]
