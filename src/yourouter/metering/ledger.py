@@ -139,8 +139,9 @@ class UsageLedger:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             self._wake.clear()
             try:
-                # shielded: `close` cancels this task, and a write cancelled in flight may still commit; its rows
-                # would then be written again by `close`'s own flush (duplicate rows, seen on PostgreSQL)
+                # shielded: `close` cancels this task, and a write cancelled in flight may still commit; `close`'s
+                # own flush would then send its rows again (the unique request id skips them since migration 0005;
+                # before it, they were duplicate rows, seen on PostgreSQL)
                 self._writing = asyncio.ensure_future(self.flush())
                 await asyncio.shield(self._writing)
                 if self._replay_due:
