@@ -14,7 +14,8 @@ from yourouter.codecs import openai as openai_codec
 from yourouter.config import SETTINGS_ENV, Settings, load_settings
 from yourouter.ir.errors import ErrorKind, GatewayError
 from yourouter.limits import build_backend
-from yourouter.metering.ledger import UsageLedger
+from yourouter.metering.journal import UsageJournal
+from yourouter.metering.ledger import COLUMNS, UsageLedger, journal_values
 from yourouter.metering.spill import SpillFile
 from yourouter.observability.logs import AccessLog
 from yourouter.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -32,7 +33,7 @@ from yourouter.routing.policy import RoutingPolicy
 from yourouter.routing.shared import SharedCooldowns
 from yourouter.search.cache import build_cache
 from yourouter.search.service import SearchService
-from yourouter.storage.db import create_engine, migrate
+from yourouter.storage.db import create_engine, database_identity, migrate
 from yourouter.storage.reports import UsageReport
 from yourouter.storage.repositories import KeyRepository, LedgerSpend, UsageRepository
 from yourouter.storage.video_tasks import VideoTaskRepository
@@ -72,9 +73,13 @@ class Gateway:
                                     routing.max_retry_wait_s, prices=self.prices)
         self.upstream = UpstreamPool(self.providers)
         self.usage = UsageRepository(self.engine)
+        database = database_identity(settings.database_url)
+        journal = (UsageJournal(settings.usage.spill_dir, database, COLUMNS, journal_values)
+                   if settings.usage.journal and database is not None else None)
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,
                                   flush_interval_s=settings.usage.flush_interval_s,
-                                  max_pending=settings.usage.max_pending, spill=SpillFile(settings.usage.spill_dir))
+                                  max_pending=settings.usage.max_pending, spill=SpillFile(settings.usage.spill_dir),
+                                  journal=journal)
         self.images = InlineImages(settings.media)
         self.access_log = AccessLog() if settings.log_requests and access_log.isEnabledFor(logging.INFO) else None
         limits = settings.limits
@@ -123,6 +128,10 @@ class Gateway:
 
     async def startup(self) -> None:
         await migrate(self.engine)
+        try:  # before the first request: the in-process limits read spend from the ledger
+            await self.ledger.replay()
+        except Exception as exc:
+            log.error("usage ledger: rows of an earlier run could not be written yet (retried): %s", exc)
         # Everything built so far lives as long as the process: freezing it keeps full collections from
         # re-scanning it, and a higher gen-0 threshold makes collections rarer (measured: GC took ~10% of the
         # CPU at concurrency 50, in 74-103 ms pauses that collected nothing).

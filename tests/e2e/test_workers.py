@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from openai import OpenAI
+from sqlalchemy import text
 
 from tests.support.gateway import STATIC_KEY, closed_port, gateway_config, http
 from tests.support.process import serve_process, write_config, yourouter
 from yourouter.pipeline.core import new_request_id
+from yourouter.storage.db import create_engine
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -73,6 +76,47 @@ def test_a_killed_worker_is_replaced_and_serving_goes_on(sim_a: str, sim_b: str,
         assert f"worker {victim} exited unexpectedly" in gateway.log
     for pid in now:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_the_rows_of_a_killed_worker_are_written_by_its_replacement(sim_a: str, sim_b: str, tmp_path: Path) -> None:
+    """The OOM killer's case: a worker dies with answered requests not yet in the database (a long flush
+    interval keeps them in memory); the worker that replaces it writes them from the dead one's journal."""
+    database_url = f"sqlite:///{tmp_path / 'w.db'}"
+    config = gateway_config(sim_a, sim_b, database_url)
+    config["usage"] = {"flush_interval_s": 3600, "batch_size": 100_000, "spill_dir": str(tmp_path / "spill")}
+    path = write_config(tmp_path / "gw.yaml", config)
+    answered: dict[str, set[str]] = {}
+    with serve_process(path, "--workers", "2") as gateway:
+        workers = _children(gateway.process.pid)
+        deadline = time.monotonic() + 20
+        while len(answered) < 2 or min(len(ids) for ids in answered.values()) < 3:  # each worker answered some
+            assert time.monotonic() < deadline, f"answered: {answered}"
+            reply = http("POST", gateway.url + "/v1/chat/completions", {"model": "gpt-4o", "messages": USER},
+                         {"Authorization": f"Bearer {STATIC_KEY}"})
+            assert reply.status == 200
+            request_id = reply.headers["x-request-id"]
+            answered.setdefault(_prefix(request_id), set()).add(request_id)
+        time.sleep(0.2)  # a row reaches the journal one event-loop iteration after its response
+        assert len(list((tmp_path / "spill").glob("journal-*"))) == 2  # one per worker; nothing is in the database
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while len(_children(gateway.process.pid) - {victim}) < 2:  # the replacement has started (and replayed)
+            assert time.monotonic() < deadline, "no replacement worker"
+            time.sleep(0.05)
+        assert gateway.stop() == 0  # the surviving worker writes its own rows at shutdown
+    ids = asyncio.run(_request_ids(database_url))
+    assert ids == set().union(*answered.values())  # every answered request, the killed worker's included, once
+    assert list((tmp_path / "spill").glob("journal-*")) == []
+
+
+async def _request_ids(database_url: str) -> set[str]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return set((await conn.execute(text("SELECT request_id FROM usage"))).scalars())
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -172,6 +172,8 @@ class UsageConfig(_Strict):
     flush_interval_s: float = Field(default=0.5, gt=0)
     max_pending: int = Field(default=100_000, ge=1)  # rows held in memory; beyond, rows go to the spill file
     spill_dir: str = "./yourouter-spill"  # rows the database could not take, replayed later (created when needed)
+    #: Every row also goes to a journal in `spill_dir` until it is committed, so a killed process loses none.
+    journal: bool = True
 
 
 class MediaConfig(_Strict):

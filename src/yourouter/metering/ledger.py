@@ -11,6 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, fields
 
+from yourouter.metering.journal import UsageJournal
 from yourouter.metering.spill import SpillFile
 from yourouter.storage.repositories import UsageRepository
 
@@ -51,6 +52,8 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 
 _COLUMN_VALUES = operator.attrgetter(*COLUMNS)
 _CREATED_AT = COLUMNS.index("created_at")
+#: A row for the journal: its values in `COLUMNS` order, `created_at` as epoch seconds (as the spill file has it).
+journal_values = _COLUMN_VALUES
 
 
 def _values(row: UsageRecord) -> tuple[object, ...]:
@@ -80,22 +83,26 @@ class UsageLedger:
     `record` never awaits. A failed write keeps its rows and is retried; `close` drains everything (graceful
     shutdown). The queue is bounded (`max_pending`): beyond it, and for rows still unwritten when the database
     stays down through shutdown, rows go to the spill file (fsynced), replayed at the next start or as soon as
-    the database answers again — so no accepted row is lost short of the machine losing its disk.
+    the database answers again — so no accepted row is lost short of the machine losing its disk. With a journal,
+    every row is also on local disk from one event-loop iteration after `record` until its batch is committed, so
+    a killed process loses none either: the next start writes them (`replay`).
     """
 
     def __init__(self, repository: UsageRepository, *, batch_size: int = 500, flush_interval_s: float = 0.5,
-                 max_pending: int = 100_000, spill: SpillFile | None = None) -> None:
+                 max_pending: int = 100_000, spill: SpillFile | None = None,
+                 journal: UsageJournal | None = None) -> None:
         self._repository = repository
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._max_pending = max_pending
         self._spill = spill
+        self._journal = journal
         self._pending: deque[UsageRecord] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._writing: asyncio.Future[None] | None = None  # the background task's current write
         self._closing = False
-        self._replay_due = spill is not None  # files of an earlier run, at start
+        self._replay_due = spill is not None or journal is not None  # files of an earlier run, at start
         self.written = 0
         self.spilled = 0
         self.replayed = 0
@@ -109,6 +116,8 @@ class UsageLedger:
             self._overflow([row])
             return
         self._pending.append(row)
+        if self._journal is not None:
+            self._journal.append(row)
         if len(self._pending) >= self._batch_size:
             self._wake.set()
 
@@ -155,8 +164,10 @@ class UsageLedger:
     async def flush(self) -> None:
         """Write the rows pending when called (rows arriving meanwhile wait for the next flush, so a busy gateway
         writes one batch per interval, not a stream of small ones). Rows are removed only after their batch is
-        committed."""
+        committed. The journal's segment is sealed first: it holds exactly these rows, and goes once they are in."""
         due = len(self._pending)
+        if self._journal is not None:
+            self._journal.seal()
         while due > 0 and self._pending:
             batch = [self._pending[i] for i in range(min(self._batch_size, due, len(self._pending)))]
             await self._repository.insert_rows(COLUMNS, [_values(row) for row in batch])
@@ -164,22 +175,31 @@ class UsageLedger:
                 self._pending.popleft()
             self.written += len(batch)
             due -= len(batch)
+        if self._journal is not None:
+            self._journal.release()
 
     async def replay(self) -> None:
-        """Writes spilled rows to the database (those already there, by request id, are skipped); a file is
-        removed once its rows are committed."""
-        if self._spill is None:
-            return
+        """Writes the rows of earlier runs' spill files and journals to the database (those already there, by
+        request id, are skipped); a file is removed once its rows are committed."""
         self._replay_due = False
-        for path in self._spill.replayable():
-            rows = [_record(row) for row in SpillFile.read(path)]
-            known = await self._repository.existing_request_ids([r.request_id for r in rows])
-            fresh = [r for r in rows if r.request_id not in known]
-            for start in range(0, len(fresh), self._batch_size):
-                await self._repository.insert_rows(COLUMNS, [_values(r) for r in fresh[start:start + self._batch_size]])
-            path.unlink()
-            self.replayed += len(fresh)
-            log.warning("usage ledger: replayed %d spilled rows from %s", len(fresh), path)
+        files = [(path, SpillFile.read) for path in self._spill.replayable()] if self._spill is not None else []
+        if self._journal is not None:
+            files += [(path, UsageJournal.read) for path in self._journal.replayable()]
+        try:
+            for path, read in files:
+                rows = [_record(row) for row in read(path)]
+                known = await self._repository.existing_request_ids([r.request_id for r in rows])
+                fresh = [r for r in rows if r.request_id not in known]
+                for start in range(0, len(fresh), self._batch_size):
+                    await self._repository.insert_rows(COLUMNS, [_values(r) for r in
+                                                                 fresh[start:start + self._batch_size]])
+                path.unlink(missing_ok=True)  # another worker may have replayed a gone process's file too
+                self.replayed += len(fresh)
+                if fresh:
+                    log.warning("usage ledger: wrote %d rows of an earlier run from %s", len(fresh), path)
+        except Exception:
+            self._replay_due = True  # retried after the next write
+            raise
 
     async def close(self, attempts: int = 5) -> None:
         self._closing = True
@@ -195,6 +215,8 @@ class UsageLedger:
             try:
                 while self._pending:  # rows recorded while a flush ran are written too
                     await self.flush()
+                if self._journal is not None:
+                    self._journal.close()
                 return
             except Exception as exc:
                 log.error("usage flush at shutdown failed (attempt %d): %s", attempt + 1, exc)
@@ -202,6 +224,11 @@ class UsageLedger:
         if self._pending:
             rows = list(self._pending)
             self._pending.clear()
+            dropped = self.dropped
             self._overflow(rows)
+            if self._journal is not None:
+                self._journal.seal()  # spilled (fsynced): the journal's copy goes; dropped: kept for the next start
+                if self.dropped == dropped:
+                    self._journal.release()
             if self._spill is not None:
                 log.error("usage ledger: the database is down; %d rows kept in %s", len(rows), self._spill.path)

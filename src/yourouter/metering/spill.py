@@ -23,7 +23,7 @@ log = logging.getLogger("yourouter.ledger")
 _NAME = re.compile(r"^usage-(?P<pid>\d+)-(?P<start>\d+)\.jsonl$")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,7 +68,7 @@ class SpillFile:
             if match is None:
                 continue
             pid = int(match.group("pid"))
-            if pid == os.getpid() or not _alive(pid):
+            if pid == os.getpid() or not process_alive(pid):
                 found.append(path)
         return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,19 @@ def async_url(url: str) -> str:
     elif backend in ("postgresql", "postgres") and "+" not in parsed.drivername:
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
+
+
+def database_identity(url: str) -> str | None:
+    """What names one database whatever the URL's spelling (the driver, a password, a relative SQLite path), for
+    local files that belong to it (the ledger's journal); None for an in-memory database, which has no later."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return None
+        return "sqlite:" + os.path.abspath(parsed.database)
+    parsed = parsed.set(drivername="postgresql" if backend == "postgres" else backend)
+    return parsed.render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
