@@ -15,5 +15,6 @@ def test_metrics_expose_the_ledger_queue_and_deployments(gateway: GatewayHandle)
     assert families["yourouter_ledger_queue_capacity"].samples[0].value == gateway.settings.usage.max_pending
     assert families["yourouter_ledger_queue_depth"].samples[0].value >= 0
     assert families["yourouter_ledger_rows_written"].samples[0].value >= 0
+    assert families["yourouter_ledger_journal_ok"].samples[0].value == 1.0  # a database file: rows are journaled
     deployments = {s.labels["deployment"] for s in families["yourouter_deployment_in_flight"].samples}
     assert {"sim-a", "sim-b"} <= deployments

@@ -202,6 +202,7 @@ def test_an_unwritable_journal_only_loses_the_crash_protection(tmp_path: Path) -
         for i in range(3):
             ledger.record(_record(i))
         await asyncio.sleep(0.05)
+        assert not ledger.journal_ok  # shown at /metrics as yourouter_ledger_journal_ok 0
         await ledger.close()
         await engine.dispose()
         return journal

@@ -141,6 +141,11 @@ class UsageLedger:
     def capacity(self) -> int:
         return self._max_pending
 
+    @property
+    def journal_ok(self) -> bool:
+        """Rows are journaled (a killed process loses none): on, and its directory writable so far."""
+        return self._journal is not None and not self._journal.broken
+
     async def _run(self) -> None:
         failures = 0
         while not self._closing:

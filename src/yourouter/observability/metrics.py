@@ -34,9 +34,13 @@ class GatewayCollector:
                                 "spilling to disk.", value=ledger.capacity)
         for name, value, text in (("written", ledger.written, "written to the database"),
                                   ("spilled", ledger.spilled, "spilled to the local file"),
-                                  ("replayed", ledger.replayed, "replayed from the spill file"),
+                                  ("replayed", ledger.replayed, "written from an earlier run's spill file or "
+                                   "journal"),
                                   ("dropped", ledger.dropped, "lost (no spill directory)")):
             yield CounterMetricFamily(f"yourouter_ledger_rows_{name}", f"Usage rows {text}.", value=value)
+        yield GaugeMetricFamily("yourouter_ledger_journal_ok", "1 while every usage row is journaled until "
+                                "committed (a killed process loses none); 0 if the journal is off or unwritable.",
+                                value=1.0 if ledger.journal_ok else 0.0)
         in_flight = GaugeMetricFamily("yourouter_deployment_in_flight", "Requests in flight per deployment.",
                                       labels=["deployment"])
         cooling = GaugeMetricFamily("yourouter_deployment_cooling_down", "1 while the breaker skips the "
