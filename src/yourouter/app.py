@@ -78,7 +78,8 @@ class Gateway:
                    if settings.usage.journal and database is not None else None)
         self.ledger = UsageLedger(self.usage, batch_size=settings.usage.batch_size,
                                   flush_interval_s=settings.usage.flush_interval_s,
-                                  max_pending=settings.usage.max_pending, spill=SpillFile(settings.usage.spill_dir),
+                                  max_pending=settings.usage.max_pending,
+                                  spill=SpillFile(settings.usage.spill_dir, database or "sqlite::memory:"),
                                   journal=journal)
         self.images = InlineImages(settings.media)
         self.access_log = AccessLog() if settings.log_requests and access_log.isEnabledFor(logging.INFO) else None

@@ -169,3 +169,15 @@ def test_another_live_processs_spill_file_is_left_alone(tmp_path: Path) -> None:
     for path in (live, gone):
         path.write_bytes(b'{"request_id": "' + path.stem.encode() + b'", "endpoint": "x"}\n')
     assert SpillFile(tmp_path).replayable() == [gone]
+
+
+def test_spill_files_are_replayed_only_into_their_own_database(tmp_path: Path) -> None:
+    """Two gateways of different databases may share a spill directory; files from before the database digest
+    (no digest in the name) are replayed as before."""
+    mine, other = SpillFile(tmp_path, "sqlite:/srv/a.db"), SpillFile(tmp_path, "sqlite:/srv/b.db")
+    mine.append([{"request_id": "a", "endpoint": "x"}])
+    other.append([{"request_id": "b", "endpoint": "x"}])
+    legacy = tmp_path / "usage-999999999-1.jsonl"  # an older version's file, of a process that is gone
+    legacy.write_bytes(b'{"request_id": "old", "endpoint": "x"}\n')
+    assert SpillFile(tmp_path, "sqlite:/srv/a.db").replayable() == sorted([mine.path, legacy])
+    assert SpillFile(tmp_path, "sqlite:/srv/b.db").replayable() == sorted([other.path, legacy])

@@ -17,7 +17,6 @@ after part of it was committed, counts nothing twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from yourouter.metering.spill import process_alive
+from yourouter.metering.spill import database_tag, process_alive
 
 log = logging.getLogger("yourouter.ledger")
 _NAME = re.compile(r"^journal-(?P<db>[0-9a-f]+)-(?P<pid>\d+)-(?P<boot>\d+)-(?P<n>\d+)\.jsonl$")
@@ -39,7 +38,7 @@ class UsageJournal:
                  values: Callable[[Any], Sequence[Any]]) -> None:
         """`database`: the ledger's database, as `storage.db.database_identity` names it."""
         self.directory = Path(directory)
-        self._tag = hashlib.sha256(database.encode()).hexdigest()[:16]
+        self._tag = database_tag(database)
         self._pid = os.getpid()
         self._boot = time.time_ns()
         self._header = orjson.dumps({"columns": list(columns)}) + b"\n"

@@ -3,12 +3,15 @@ append-only file, one JSON object a line, and are written to the database later 
 database answers again). Replays skip rows whose request id is already in the database, so a replay interrupted
 between its commit and the file's removal never counts a request twice.
 
-Files are named `usage-<pid>-<start>.jsonl`: a process replays its own files and those of processes that are gone
-(another live worker's file is left to that worker).
+Files are named `usage-<database>-<pid>-<start>.jsonl`, `<database>` a digest of the database's identity
+(`storage.db.database_identity`): a process replays its own database's files, its own and those of processes that
+are gone (another live worker's file is left to that worker), so gateways of different databases may share a
+directory. Files named `usage-<pid>-<start>.jsonl` (before the digest was added) are replayed by any database's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -20,7 +23,12 @@ from typing import Any
 import orjson
 
 log = logging.getLogger("yourouter.ledger")
-_NAME = re.compile(r"^usage-(?P<pid>\d+)-(?P<start>\d+)\.jsonl$")
+_NAME = re.compile(r"^usage-(?:(?P<db>[0-9a-f]{16})-)?(?P<pid>\d+)-(?P<start>\d+)\.jsonl$")
+
+
+def database_tag(database: str) -> str:
+    """The digest that names a database's local files (spill files, journals)."""
+    return hashlib.sha256(database.encode()).hexdigest()[:16]
 
 
 def process_alive(pid: int) -> bool:
@@ -34,10 +42,14 @@ def process_alive(pid: int) -> bool:
 
 
 class SpillFile:
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, database: str | None = None) -> None:
+        """`database`: the ledger's database, as `storage.db.database_identity` names it (None: unnamed files,
+        as before the digest was added)."""
         self.directory = Path(directory)
+        self._tag = None if database is None else database_tag(database)
+        self._prefix = "usage-" if self._tag is None else f"usage-{self._tag}-"
         self._start = time.time_ns()
-        self._name = f"usage-{os.getpid()}-{self._start}.jsonl"
+        self._name = f"{self._prefix}{os.getpid()}-{self._start}.jsonl"
 
     @property
     def path(self) -> Path:
@@ -61,11 +73,11 @@ class SpillFile:
         if not self.directory.is_dir():
             return []
         self._start = time.time_ns()
-        self._name = f"usage-{os.getpid()}-{self._start}.jsonl"
+        self._name = f"{self._prefix}{os.getpid()}-{self._start}.jsonl"
         found = []
         for path in sorted(self.directory.iterdir()):
             match = _NAME.match(path.name)
-            if match is None:
+            if match is None or match.group("db") not in (None, self._tag):
                 continue
             pid = int(match.group("pid"))
             if pid == os.getpid() or not process_alive(pid):
