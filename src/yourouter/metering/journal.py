@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from yourouter.metering.spill import database_tag, process_alive
+from yourouter.metering.spill import database_tag, json_lines, process_alive
 
 log = logging.getLogger("yourouter.ledger")
 _NAME = re.compile(r"^journal-(?P<db>[0-9a-f]+)-(?P<pid>\d+)-(?P<boot>\d+)-(?P<n>\d+)\.jsonl$")
@@ -124,20 +124,14 @@ class UsageJournal:
     @staticmethod
     def read(path: Path) -> list[dict[str, Any]]:
         """A segment's rows as column -> value; a torn last line (the process died mid-write) is skipped."""
-        try:
-            lines = path.read_bytes().splitlines()
-        except FileNotFoundError:  # another worker replayed it first
-            return []
         columns: list[str] | None = None
         rows = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                item = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                log.warning("usage journal %s: line %d is unreadable and was skipped", path, number)
-                continue
-            if isinstance(item, dict) and isinstance(item.get("columns"), list):
-                columns = item["columns"]
-            elif isinstance(item, list) and columns is not None and len(item) == len(columns):
-                rows.append(dict(zip(columns, item, strict=True)))
+        try:
+            for item in json_lines(path, "usage journal"):
+                if isinstance(item, dict) and isinstance(item.get("columns"), list):
+                    columns = item["columns"]
+                elif isinstance(item, list) and columns is not None and len(item) == len(columns):
+                    rows.append(dict(zip(columns, item, strict=True)))
+        except FileNotFoundError:  # another worker replayed it first
+            return []
         return rows

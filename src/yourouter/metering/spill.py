@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +87,16 @@ class SpillFile:
     @staticmethod
     def read(path: Path) -> list[dict[str, Any]]:
         """The rows of a spill file; a torn last line (a crash mid-write) is skipped."""
-        rows = []
-        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                log.warning("spill file %s: line %d is unreadable and was skipped", path, number)
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
+        return [row for row in json_lines(path, "spill file") if isinstance(row, dict)]
+
+
+def json_lines(path: Path, kind: str) -> Iterator[Any]:
+    """The JSON value of each line of a local file the ledger wrote (a spill file, a journal segment); a line that
+    does not parse, such as a torn last line (a crash mid-write), is logged and skipped."""
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            log.warning("%s %s: line %d is unreadable and was skipped", kind, path, number)
+            continue
+        yield value

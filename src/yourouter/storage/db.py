@@ -26,7 +26,8 @@ def async_url(url: str) -> str:
 
 def database_identity(url: str) -> str | None:
     """What names one database whatever the URL's spelling (the driver, a password, a relative SQLite path), for
-    local files that belong to it (the ledger's journal); None for an in-memory database, which has no later."""
+    local files that belong to it (the ledger's journal and spill files); None for an in-memory database, which
+    has no later."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
